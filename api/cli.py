@@ -1,0 +1,151 @@
+"""The `docground` command: ingest files, query a knowledge base, serve the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from docground.errors import DocgroundError
+from docground.ingest.providers import sniff_kind
+from docground.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+err = Console(stderr=True)
+out = Console()
+
+HomeOption = Annotated[Path | None, typer.Option("--home", help="data directory (default: $DOCGROUND_HOME or ~/.docground)")]
+KbOption = Annotated[str, typer.Option("--kb", help="knowledge base name")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+
+
+def _settings(home: Path | None) -> Settings:
+    return Settings(home=home) if home else Settings()
+
+
+def _service(home: Path | None):
+    from docground.service import Docground
+
+    return Docground(_settings(home))
+
+
+def collect_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Files named on the command line, and the supported files found under named folders."""
+    files: list[Path] = []
+    missing: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith(".")):
+                try:
+                    with f.open("rb") as fh:
+                        sniff_kind(fh.read(8192))
+                except (DocgroundError, OSError):
+                    continue
+                files.append(f)
+        elif p.is_file():
+            files.append(p)
+        else:
+            missing.append(p)
+    return files, missing
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (searched recursively)")],
+           kb: KbOption, as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Ingest files into a knowledge base. Ingesting the same file again changes nothing."""
+    from docground.api.models import IngestResult
+
+    files, missing = collect_files(paths)
+    results = [IngestResult(filename=str(p), document_id=None, status="failed", error="no such file or folder",
+                            error_code="not_found") for p in missing]
+    service = None
+    show_bar = not as_json and err.is_terminal
+    try:
+        service = _service(home)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=not show_bar, transient=True) as bar:
+            overall = bar.add_task("files", total=len(files))
+            for f in files:
+                task = bar.add_task(f.name[:40], total=None)
+
+                def on_page(done: int, total: int, task=task) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = service.ingest(kb, f.name, f.read_bytes(), progress=on_page)
+                result.filename = str(f)
+                results.append(result)
+                bar.remove_task(task)
+                bar.advance(overall)
+                if not as_json:
+                    _print_result(result)
+    except DocgroundError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        if service is not None:
+            service.close()
+    if as_json:
+        keys = ("filename", "document_id", "pages", "chunks", "status", "error")
+        print(json.dumps([{k: getattr(r, k) for k in keys} for r in results], indent=2))
+    else:
+        for r in results[: len(missing)]:
+            _print_result(r)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_result(r) -> None:
+    if r.status == "failed":
+        err.print(f"[red]✗[/red] {r.filename}: {r.error}")
+    else:
+        out.print(f"[green]✓[/green] {r.filename}: {r.pages} pages, {r.chunks} chunks")
+
+
+@app.command()
+def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbOption,
+          top_k: Annotated[int, typer.Option("--top-k", min=1, max=50)] = 5,
+          as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """Ask a knowledge base; the answer cites the exact lines it comes from."""
+    service = _service(home)
+    try:
+        response = service.query(kb, question, top_k)
+    except DocgroundError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        service.close()
+    if as_json:
+        print(response.model_dump_json(indent=2))
+        return
+    out.print(f"[bold]Answer:[/bold] {response.answer or 'nothing relevant found'}")
+    for c in response.citations:
+        out.print(f"  [{c.n}] {c.filename} p.{c.page}: {len(c.boxes)} line box(es)")
+    out.print("[bold]Top chunks:[/bold]")
+    for ch in response.chunks:
+        pages = sorted({s.page for s in ch.spans})
+        snippet = " ".join(ch.text.split())[:160]
+        out.print(f"  {ch.score:.3f} {ch.filename} p.{','.join(map(str, pages))}: {snippet}")
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8000, home: HomeOption = None) -> None:
+    """Serve the HTTP API (GET /healthz, POST /v1/knowledge-bases/{kb}/query, ...)."""
+    import uvicorn
+
+    from docground.api.app import create_app
+
+    uvicorn.run(create_app(_settings(home)), host=host, port=port, log_level="info")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

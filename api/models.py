@@ -1,0 +1,65 @@
+"""Request and response models shared by the server, the CLI's --json output and the Python client."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+Box = tuple[float, float, float, float]
+
+
+class QueryRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=4000)
+    top_k: int = Field(5, ge=1, le=50)
+
+
+class SpanOut(BaseModel):
+    block_id: str
+    page: int
+    bbox: Box = Field(description="0..1, origin top-left of the page as displayed")
+    bbox_pt: Box = Field(description="PDF points, origin top-left of the page as displayed")
+    char_start: int
+    char_end: int
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    document_id: str
+    filename: str
+    text: str
+    score: float
+    spans: list[SpanOut]
+
+
+class Citation(BaseModel):
+    n: int = Field(description="the [n] marker in the answer")
+    document_id: str
+    filename: str
+    page: int = Field(description="1-based")
+    boxes: list[Box] = Field(description="the lines the quote comes from, 0..1, top-left origin")
+    boxes_pt: list[Box]
+    page_size_pt: tuple[float, float]
+    quote: str
+    chunk_id: str
+    score: float
+
+
+class QueryResponse(BaseModel):
+    query: str
+    answer: str | None
+    citations: list[Citation]
+    chunks: list[ChunkOut]
+
+
+class IngestResult(BaseModel):
+    filename: str
+    document_id: str | None
+    pages: int = 0
+    chunks: int = 0
+    status: str
+    error: str | None = None
+    error_code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str

@@ -1,0 +1,54 @@
+"""Errors people see: each has a stable machine-readable code and a human message."""
+
+from __future__ import annotations
+
+
+class DocgroundError(Exception):
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+class UnsupportedFileType(DocgroundError):
+    code = "unsupported_file_type"
+    http_status = 415
+
+
+class EmptyFile(DocgroundError):
+    code = "empty_file"
+
+
+class CorruptFile(DocgroundError):
+    code = "corrupt_file"
+    http_status = 422
+
+
+class EncryptedFile(DocgroundError):
+    code = "encrypted_file"
+    http_status = 422
+
+
+class TooManyPages(DocgroundError):
+    code = "too_many_pages"
+    http_status = 413
+
+
+class ImageTooLarge(DocgroundError):
+    code = "image_too_large"
+    http_status = 413
+
+
+class NotFound(DocgroundError):
+    code = "not_found"
+    http_status = 404
+
+
+class InvalidRequest(DocgroundError):
+    code = "invalid_request"
+    http_status = 422

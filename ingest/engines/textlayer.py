@@ -1,0 +1,187 @@
+"""Born-digital pages from their own text layer: no model, hundreds of pages a second.
+
+MuPDF's `dict` extraction gives blocks, lines and spans with fonts and boxes in unrotated page space;
+the page's rotation matrix maps them to the page as displayed, and normalization happens right here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pymupdf
+
+from ..builders import BlockDraft, TextLine, build_block, clean_line_text, is_cjk
+from ..geometry import coverage, normalize, union
+from ..processors.reading_order import reading_order
+from ..providers.pdf import PdfPage
+from ..schema import BBox, BlockKind, PageLayout
+from .base import block_id
+from .tables import find_table_drafts
+
+FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
+BOLD, MONO = 16, 8
+
+_CAPTION = re.compile(r"^(figure|fig\.|table|tab\.|chart|exhibit|listing|algorithm|图|表)\s*[\dIVX]", re.I)
+_LIST_START = re.compile(r"^([•◦▪‣∙·●○■□▶►➢✓✔–—*-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
+_PAGE_NUMBER = re.compile(r"^[-–—(\[]?\s*(page|p\.|seite|página)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
+                          r"(\s*(of|/|von|de)\s*[0-9]{1,4})?\s*[-–—)\]]?$", re.I)
+_SENTENCE_END = re.compile(r"[.:;!?。！？]$")
+
+
+class TextLayerEngine:
+    name = "textlayer"
+    version = "1"
+
+    def parse(self, page: PdfPage, document_id: str) -> PageLayout:
+        pdf_page = page.pdf_page
+        w, h = page.width_pt, page.height_pt
+        matrix = pdf_page.rotation_matrix
+
+        def box(rect) -> BBox:
+            r = pymupdf.Rect(rect) * matrix
+            return normalize(r.x0, r.y0, r.x1, r.y1, w, h)
+
+        tables = find_table_drafts(pdf_page, box)
+        table_boxes = [t.bbox for t in tables]
+        raw_blocks = pdf_page.get_text("dict", flags=FLAGS, sort=False)["blocks"]
+        paragraphs = [p for b in raw_blocks if b.get("type") == 0 for p in _paragraphs(b, box, table_boxes)]
+        body = _body_size(paragraphs)
+        paragraphs = _attach_drop_caps(paragraphs, body)
+        drafts = [_classify(p, body, page.number) for p in paragraphs]
+        drafts += tables
+        drafts += _figures(pdf_page, box, table_boxes)
+        _mark_title(drafts, page.number, body)
+
+        vertical = sum(len(d.text) for d in drafts if d.lines and d.lines[0].vertical)
+        total = sum(len(d.text) for d in drafts) or 1
+        order = reading_order([d.bbox for d in drafts], right_to_left=vertical / total > 0.5)
+        blocks = [build_block(drafts[i], block_id(document_id, page.number, n), page.number)
+                  for n, i in enumerate(order)]
+        return PageLayout(page=page.number, width_pt=w, height_pt=h, blocks=blocks,
+                          engine=self.name, engine_version=self.version, reason="text layer")
+
+
+def _line(raw: dict, box) -> TextLine | None:
+    spans = [s for s in raw["spans"] if s["text"].strip()]
+    if not spans:
+        return None
+    parts: list[str] = []
+    prev_x1 = None
+    for s in spans:
+        text = s["text"]
+        if prev_x1 is not None and parts and not parts[-1].endswith(" ") and not text.startswith(" "):
+            gap = s["bbox"][0] - prev_x1
+            if gap > 0.15 * s["size"] and not (is_cjk(parts[-1][-1:]) and is_cjk(text[:1])):
+                parts.append(" ")
+        parts.append(text)
+        prev_x1 = s["bbox"][2]
+    text = clean_line_text("".join(parts))
+    if not any(ch.isalnum() for ch in text):
+        return None  # dot leaders and rules drawn with characters
+    chars = Counter()
+    for s in spans:
+        chars[(round(s["size"], 1), bool(s["flags"] & BOLD), bool(s["flags"] & MONO))] += len(s["text"])
+    (size, bold, mono), _ = chars.most_common(1)[0]
+    dx, dy = raw.get("dir", (1.0, 0.0))
+    return TextLine(text=text, bbox=box(raw["bbox"]), size=size, bold=bold, mono=mono,
+                    vertical=abs(dy) > abs(dx))
+
+
+def _paragraphs(raw_block: dict, box, table_boxes: list[BBox]) -> list[list[TextLine]]:
+    """MuPDF's block, split where the font changes or a gap opens: a heading stays apart from its body."""
+    lines = [ln for raw in raw_block["lines"] if (ln := _line(raw, box))]
+    lines = [ln for ln in lines if not any(coverage(ln.bbox, t) > 0.5 for t in table_boxes)]
+    paragraphs: list[list[TextLine]] = []
+    for ln in lines:
+        if paragraphs and not _breaks(paragraphs[-1][-1], ln, paragraphs[-1]):
+            paragraphs[-1].append(ln)
+        else:
+            paragraphs.append([ln])
+    return paragraphs
+
+
+def _breaks(prev: TextLine, ln: TextLine, para: list[TextLine]) -> bool:
+    if prev.vertical != ln.vertical or prev.mono != ln.mono:
+        return True
+    if abs(prev.size - ln.size) > 0.12 * max(prev.size, ln.size):
+        return True
+    if prev.bold != ln.bold and (len(prev.text) < 100 or len(ln.text) < 100) and len(para) == 1:
+        return True
+    line_h = max(prev.bbox[3] - prev.bbox[1], 1e-4)
+    if not ln.vertical and ln.bbox[1] - prev.bbox[3] > 0.9 * line_h:
+        return True
+    return bool(_LIST_START.match(ln.text) and _LIST_START.match(para[0].text))
+
+
+def _attach_drop_caps(paragraphs: list[list[TextLine]], body: float) -> list[list[TextLine]]:
+    """A large initial letter set beside its paragraph belongs to that paragraph's first word."""
+    caps = [p for p in paragraphs if len(p) == 1 and len(p[0].text) <= 2 and p[0].text.isalpha()
+            and p[0].size >= 1.8 * body]
+    for cap in caps:
+        c = cap[0]
+        for p in paragraphs:
+            first = p[0]
+            if p is cap or first.size > 1.3 * body:
+                continue
+            beside = 0 <= first.bbox[0] - c.bbox[2] < 0.03 and abs(first.bbox[1] - c.bbox[1]) < 0.02
+            if beside:
+                p[0] = TextLine(text=c.text + first.text, bbox=union([c.bbox, first.bbox]), size=first.size,
+                                bold=first.bold, mono=first.mono, vertical=first.vertical)
+                cap.clear()
+                break
+    return [p for p in paragraphs if p]
+
+
+def _body_size(paragraphs: list[list[TextLine]]) -> float:
+    sizes: Counter = Counter()
+    for p in paragraphs:
+        for ln in p:
+            sizes[ln.size] += len(ln.text)
+    return sizes.most_common(1)[0][0] if sizes else 10.0
+
+
+def _classify(lines: list[TextLine], body: float, page: int) -> BlockDraft:
+    text = " ".join(ln.text for ln in lines)
+    size = max(ln.size for ln in lines)
+    top, bottom = lines[0].bbox[1], lines[-1].bbox[3]
+    short = len(text) < 160 and len(lines) <= 3
+    if all(ln.mono for ln in lines) and len(lines) >= 2:
+        return BlockDraft(BlockKind.code, lines)
+    if len(lines) <= 2 and len(text) < 40 and _PAGE_NUMBER.match(text) and (top > 0.88 or bottom < 0.12):
+        return BlockDraft(BlockKind.page_number, lines)
+    if _CAPTION.match(text):
+        return BlockDraft(BlockKind.caption, lines)
+    if _LIST_START.match(lines[0].text) and not (short and size >= body * 1.15):
+        return BlockDraft(BlockKind.list, lines)
+    if short and size >= body * 1.15 and not text.endswith(","):
+        ratio = size / body
+        level = 1 if ratio >= 1.8 else 2 if ratio >= 1.4 else 3
+        return BlockDraft(BlockKind.heading, lines, level=level)
+    if short and len(lines) <= 2 and all(ln.bold for ln in lines) and not _SENTENCE_END.search(text):
+        return BlockDraft(BlockKind.heading, lines, level=4)
+    if size < body * 0.88 and top > 0.7 and (text[:1].isdigit() or text[:1] in "*†‡§¹²³⁴⁵⁶⁷⁸⁹"):
+        return BlockDraft(BlockKind.footnote, lines)
+    return BlockDraft(BlockKind.text, lines)
+
+
+def _mark_title(drafts: list[BlockDraft], page: int, body: float) -> None:
+    """The document's title: the largest heading high on its first page."""
+    if page != 1:
+        return
+    headings = [d for d in drafts if d.kind == BlockKind.heading and d.bbox[1] < 0.5]
+    if not headings:
+        return
+    top = max(headings, key=lambda d: max(ln.size for ln in d.lines))
+    if max(ln.size for ln in top.lines) >= body * 1.4:
+        top.kind, top.level = BlockKind.title, 1
+
+
+def _figures(pdf_page: pymupdf.Page, box, table_boxes: list[BBox]) -> list[BlockDraft]:
+    drafts = []
+    for info in pdf_page.get_image_info():
+        b = box(info["bbox"])
+        area = (b[2] - b[0]) * (b[3] - b[1])
+        if 0.01 < area < 0.9 and not any(coverage(b, t) > 0.5 for t in table_boxes):
+            drafts.append(BlockDraft(BlockKind.figure, [TextLine(text="", bbox=b)]))
+    return drafts

