@@ -11,6 +11,7 @@ from .api.models import IngestResult, QueryResponse
 from .errors import DocgroundError, NotFound
 from .ingest.chunking import ChunkerConfig
 from .ingest.pipeline import Pipeline, ProgressCallback, document_id, file_sha256
+from .ingest.engines.factory import build_router
 from .ingest.routing import Router
 from .ingest.schema import Chunk, PageLayout
 from .registry import Document, Page, Registry, validate_kb_name
@@ -33,7 +34,7 @@ class Docground:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(settings.sqlalchemy_url)
-        self.router = router or Router()
+        self.router = router or build_router(settings)
         self._embedder: Embedder | None = None
         self._pipeline: Pipeline | None = None
         self._stores: dict[str, ChunkStore] = {}
@@ -56,7 +57,7 @@ class Docground:
                 s, e = self.settings, self.embedder
                 config = ChunkerConfig(max_tokens=s.chunk_tokens or e.default_chunk_tokens(),
                                        overlap_tokens=s.chunk_overlap_tokens)
-                self._pipeline = Pipeline(self.router, e.count_tokens, config, e.name, s.max_pages)
+                self._pipeline = Pipeline(self.router, e.count_tokens, config, e.name, s.max_pages, s.page_batch_size)
             return self._pipeline
 
     def store(self, kb: str) -> ChunkStore:

@@ -35,6 +35,15 @@ class Settings(BaseSettings):
     # rendering and page routing
     render_dpi: int = 144
     max_pages: int = 5000
+    page_batch_size: int = Field(16, description="pages handed to an engine at once (GPU engines batch them)")
+
+    # OCR: DeepSeek-OCR-2 when configured (endpoint, vLLM in-process or transformers), else the CPU engine
+    ocr_endpoint: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (e.g. vllm serve)")
+    ocr_model: str = Field("deepseek-ai/DeepSeek-OCR-2", description="model name at the endpoint, or a local model dir")
+    ocr_backend: str = Field("auto", description="auto | endpoint | vllm | transformers | cpu | none")
+    ocr_concurrency: int = Field(32, description="requests in flight to the OCR endpoint")
+    ocr_timeout_s: float = Field(300.0, description="per-page OCR request timeout")
+    ocr_languages: str = Field("auto", description="Tesseract languages (e.g. eng+chi_sim) or auto")
 
     # registry and queue
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite under home when unset")

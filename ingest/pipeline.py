@@ -29,8 +29,9 @@ def document_id(kb: str, sha256: str) -> str:
 
 class Pipeline:
     def __init__(self, router: Router, count_tokens: TokenCounter, chunker: ChunkerConfig, embedder_name: str,
-                 max_pages: int = 5000):
+                 max_pages: int = 5000, batch_size: int = 16):
         self.router = router
+        self.batch_size = batch_size
         self.chunker = Chunker(chunker, count_tokens)
         self.max_pages = max_pages
         engines = ",".join(f"{e.name}:{e.version}" for e in router.engines)
@@ -47,11 +48,12 @@ class Pipeline:
     def parse_pages(self, source: Source, doc_id: str, pages: Iterable[int] | None = None,
                     progress: ProgressCallback | None = None) -> list[PageLayout]:
         numbers = list(pages) if pages is not None else list(range(1, source.page_count + 1))
-        layouts = []
-        for done, n in enumerate(numbers, start=1):
-            layouts.append(self.router.parse(source.page(n), doc_id))
+        layouts: list[PageLayout] = []
+        for i in range(0, len(numbers), self.batch_size):
+            batch = [source.page(n) for n in numbers[i:i + self.batch_size]]
+            layouts += self.router.parse_many(batch, doc_id)
             if progress:
-                progress(done, len(numbers))
+                progress(len(layouts), len(numbers))
         return layouts
 
     def chunk(self, layouts: list[PageLayout], doc_id: str) -> list[Chunk]:

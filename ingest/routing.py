@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .engines.base import PageEngine
+from .engines.base import PageEngine, parse_many
 from .engines.textlayer import TextLayerEngine
 from .providers import SourcePage
 from .providers.pdf import PdfPage
@@ -43,10 +43,24 @@ class Router:
         return Route(self.ocr, reason)
 
     def parse(self, page: SourcePage, document_id: str) -> PageLayout:
-        route = self.route(page)
-        if route.engine is None:
-            return PageLayout(page=page.number, width_pt=page.width_pt, height_pt=page.height_pt,
-                              engine="none", engine_version="0", reason=route.reason)
-        layout = route.engine.parse(page, document_id)
-        layout.reason = route.reason
-        return layout
+        return self.parse_many([page], document_id)[0]
+
+    def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
+        """Pages grouped by engine, so that a batching engine sees all of its pages at once."""
+        routes = [self.route(p) for p in pages]
+        out: dict[int, PageLayout] = {}
+        for engine in {id(r.engine): r.engine for r in routes}.values():
+            mine = [(p, r) for p, r in zip(pages, routes, strict=True) if r.engine is engine]
+            if engine is None:
+                layouts = [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine="none",
+                                      engine_version="0") for p, _ in mine]
+            else:
+                layouts = parse_many(engine, [p for p, _ in mine], document_id)
+            for (p, r), layout in zip(mine, layouts, strict=True):
+                # The route says why this engine; the engine may add what happened (a retry, a fallback).
+                if layout.reason and layout.reason != r.reason:
+                    layout.reason = f"{r.reason}; {layout.reason}"
+                else:
+                    layout.reason = r.reason
+                out[p.number] = layout
+        return [out[p.number] for p in pages]

@@ -16,3 +16,11 @@ class PageEngine(Protocol):
     version: str
 
     def parse(self, page: SourcePage, document_id: str) -> PageLayout: ...
+
+
+def parse_many(engine: PageEngine, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
+    """Engines that batch (a GPU engine keeps every page in flight) define parse_many themselves."""
+    batch = getattr(engine, "parse_many", None)
+    if batch is not None:
+        return batch(pages, document_id)
+    return [engine.parse(p, document_id) for p in pages]

@@ -1,0 +1,31 @@
+"""Engines chosen from settings: one place decides which OCR engine pages without a text layer get."""
+
+from __future__ import annotations
+
+from docground.settings import Settings
+
+from ..routing import Router
+from .base import PageEngine
+
+
+def build_cpu_ocr(settings: Settings) -> PageEngine | None:
+    """The CPU OCR engine (Tesseract), or None where it is not installed."""
+    return None
+
+
+def build_vision_ocr(settings: Settings, fallback: PageEngine | None) -> PageEngine | None:
+    """DeepSeek-OCR-2 (endpoint, vLLM in-process or transformers) when configured, else None."""
+    return None
+
+
+def build_ocr_engine(settings: Settings) -> PageEngine | None:
+    if settings.ocr_backend == "none":
+        return None
+    cpu = build_cpu_ocr(settings)
+    if settings.ocr_backend == "cpu":
+        return cpu
+    return build_vision_ocr(settings, fallback=cpu) or cpu
+
+
+def build_router(settings: Settings) -> Router:
+    return Router(ocr=build_ocr_engine(settings))
