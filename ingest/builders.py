@@ -9,12 +9,15 @@ from dataclasses import dataclass
 from .geometry import union
 from .schema import BBox, Block, BlockKind, Line
 
-_CJK = (
-    r"\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31f0-\u31ff"
-    r"\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+# Chinese and Japanese are written without spaces between words; Korean (Hangul) is not.
+_UNSPACED = (
+    r"\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u31f0-\u31ff"
+    r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef"
 )
-CJK_CHAR = re.compile(f"[{_CJK}]")
-_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}])[ \u00a0]+(?=[{_CJK}])")
+_HANGUL = r"\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
+CJK_CHAR = re.compile(f"[{_UNSPACED}{_HANGUL}]")
+UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
+_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_UNSPACED}])[ \u00a0]+(?=[{_UNSPACED}])")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
 _WS = re.compile(r"[\t\r\n\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 
@@ -28,8 +31,9 @@ def clean_line_text(text: str) -> str:
     return re.sub(r" {2,}", " ", text).strip()
 
 
-def is_cjk(ch: str) -> bool:
-    return bool(ch) and CJK_CHAR.match(ch) is not None
+def is_unspaced(ch: str) -> bool:
+    """A character of a script written without spaces between words (Chinese, Japanese)."""
+    return bool(ch) and UNSPACED_CHAR.match(ch) is not None
 
 
 @dataclass
@@ -49,7 +53,7 @@ def joiner(prev: str, nxt: str) -> tuple[str, str]:
     """How two wrapped lines of one paragraph meet: (text kept of prev's end, separator)."""
     if prev.endswith("-") and len(prev) > 1 and prev[-2].isalpha() and nxt[:1].islower():
         return prev[:-1], ""  # a word hyphenated at the line break
-    if is_cjk(prev[-1:]) or is_cjk(nxt[:1]):
+    if is_unspaced(prev[-1:]) or is_unspaced(nxt[:1]):
         return prev, ""
     return prev, " "
 

@@ -35,41 +35,60 @@ def _rules(pdf_page: pymupdf.Page) -> list[pymupdf.Rect]:
     return rules
 
 
+def _merge_collinear(rules: list[pymupdf.Rect]) -> list[pymupdf.Rect]:
+    """Segments on one height that touch become one rule (grids are often drawn cell by cell)."""
+    merged: list[pymupdf.Rect] = []
+    for r in sorted(rules, key=lambda r: (round(r.y0), r.x0)):
+        last = merged[-1] if merged else None
+        if last is not None and abs(last.y0 - r.y0) <= 1.0 and r.x0 - last.x1 <= 3.0:
+            merged[-1] = last | r
+        else:
+            merged.append(pymupdf.Rect(r))
+    return merged
+
+
 def candidate_regions(pdf_page: pymupdf.Page) -> list[pymupdf.Rect]:
     """Clusters of stacked, horizontally overlapping rules, in unrotated page space."""
-    rules = sorted(_rules(pdf_page), key=lambda r: r.y0)
-    clusters: list[list[pymupdf.Rect]] = []
-    for r in rules:
-        for c in clusters:
-            hull = c[0] | c[-1]
-            for other in c[1:-1]:
-                hull |= other
+    clusters: list[pymupdf.Rect] = []
+    counts: list[set[int]] = []
+    for r in sorted(_merge_collinear(_rules(pdf_page)), key=lambda r: r.y0):
+        for i, hull in enumerate(clusters):
             overlap = min(hull.x1, r.x1) - max(hull.x0, r.x0)
             if overlap >= 0.5 * min(hull.width, r.width) and r.y0 - hull.y1 < 120:
-                c.append(r)
+                clusters[i] = hull | r
+                counts[i].add(round(r.y0))
                 break
         else:
-            clusters.append([r])
-    regions = []
-    for c in clusters:
-        ys = {round(r.y0) for r in c}
-        if len(ys) >= MIN_RULES:
-            hull = pymupdf.Rect(c[0])
-            for r in c[1:]:
-                hull |= r
-            regions.append(hull + (-2, -14, 2, 4))
-    return regions
+            clusters.append(pymupdf.Rect(r))
+            counts.append({round(r.y0)})
+    return [hull + (-2, -14, 2, 4) for hull, ys in zip(clusters, counts, strict=True) if len(ys) >= MIN_RULES]
 
 
 def _cell(text: str | None) -> str:
     return " ".join((text or "").split()).replace("|", "\\|")
 
 
-def _markdown(table) -> tuple[str, list[Line], list[BBox]] | None:
-    rows = table.extract()
-    if len(rows) < 2 or max(len(r) for r in rows) < 2:
+def _cell_texts(table, words: list[tuple]) -> list[list[str]]:
+    """Each cell's words in reading order. (Table.extract() orders characters by their tops, which
+    moves punctuation: '1,204' came out as '1204 ,'.)"""
+    rows = []
+    for row in table.rows:
+        texts = []
+        for cell in row.cells:
+            if cell is None:
+                texts.append("")
+                continue
+            x0, y0, x1, y1 = cell
+            inside = [w for w in words if x0 <= (w[0] + w[2]) / 2 <= x1 and y0 <= (w[1] + w[3]) / 2 <= y1]
+            texts.append(_cell(" ".join(w[4] for w in sorted(inside, key=lambda w: (w[5], w[6], w[7])))))
+        rows.append(texts)
+    return rows
+
+
+def _markdown(table, words: list[tuple]) -> tuple[str, list[Line], list[BBox]] | None:
+    cells = _cell_texts(table, words)
+    if len(cells) < 2 or max(len(r) for r in cells) < 2:
         return None
-    cells = [[_cell(c) for c in row] for row in rows]
     if sum(1 for row in cells for c in row if c) < 4:
         return None
     parts: list[str] = []
@@ -92,13 +111,15 @@ def _markdown(table) -> tuple[str, list[Line], list[BBox]] | None:
 def find_table_drafts(pdf_page: pymupdf.Page, box) -> list[BlockDraft]:
     """Tables as blocks: `box` maps an unrotated PyMuPDF rect to the one coordinate form."""
     drafts: list[BlockDraft] = []
-    for region in candidate_regions(pdf_page):
+    regions = candidate_regions(pdf_page)
+    words = pdf_page.get_text("words") if regions else []
+    for region in regions:
         try:
             found = pdf_page.find_tables(clip=region, use_layout=False)
         except Exception:  # a table finder failure costs the table, never the page
             continue
         for table in found.tables:
-            made = _markdown(table)
+            made = _markdown(table, words)
             if made is None:
                 continue
             markdown, lines, row_boxes = made

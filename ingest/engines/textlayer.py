@@ -11,7 +11,7 @@ from collections import Counter
 
 import pymupdf
 
-from ..builders import BlockDraft, TextLine, build_block, clean_line_text, is_cjk
+from ..builders import BlockDraft, TextLine, build_block, clean_line_text, is_unspaced
 from ..geometry import coverage, normalize, union
 from ..processors.reading_order import reading_order
 from ..providers.pdf import PdfPage
@@ -72,7 +72,7 @@ def _line(raw: dict, box) -> TextLine | None:
         text = s["text"]
         if prev_x1 is not None and parts and not parts[-1].endswith(" ") and not text.startswith(" "):
             gap = s["bbox"][0] - prev_x1
-            if gap > 0.15 * s["size"] and not (is_cjk(parts[-1][-1:]) and is_cjk(text[:1])):
+            if gap > 0.15 * s["size"] and not (is_unspaced(parts[-1][-1:]) and is_unspaced(text[:1])):
                 parts.append(" ")
         parts.append(text)
         prev_x1 = s["bbox"][2]

@@ -1,0 +1,100 @@
+import pymupdf
+import pytest
+
+from docground.ingest.engines.textlayer import TextLayerEngine
+from docground.ingest.geometry import coverage, normalize
+from docground.ingest.processors.furniture import mark_furniture
+from docground.ingest.providers import open_source
+from docground.ingest.schema import FURNITURE, BlockKind
+
+from .pdfgen import A4, cjk_pdf, rotated_pdf, table_pdf, two_column_pdf
+
+
+def parse_all(data: bytes):
+    src = open_source(data)
+    engine = TextLayerEngine()
+    return [engine.parse(p, "doc") for p in src.pages()]
+
+
+def test_two_columns_are_read_column_by_column():
+    data, lines = two_column_pdf()
+    layout = parse_all(data)[0]
+    text = "\n".join(b.markdown for b in layout.blocks)
+    positions = [text.index(ln["text"].split(" ", 1)[0]) for ln in lines]
+    assert positions == sorted(positions), "left column first, then the right one, top to bottom"
+
+
+def test_line_boxes_match_where_the_line_was_drawn():
+    data, lines = two_column_pdf()
+    layout = parse_all(data)[0]
+    drawn = {ln["text"]: normalize(*ln["bbox"], *A4) for ln in lines}
+    checked = 0
+    for block in layout.blocks:
+        for line in block.lines:
+            text = block.markdown[line.start:line.end]
+            if text in drawn:
+                assert coverage(drawn[text], line.bbox) > 0.8
+                assert coverage(line.bbox, drawn[text]) > 0.5
+                checked += 1
+    assert checked == len(lines)
+
+
+def test_title_is_recognised():
+    data, _ = two_column_pdf()
+    titles = [b for b in parse_all(data)[0].blocks if b.kind == BlockKind.title]
+    assert [t.markdown for t in titles] == ["# Grounded Retrieval Study"]
+
+
+def test_running_headers_and_page_numbers_are_furniture():
+    data, _ = two_column_pdf(pages=4, header="Journal of Synthetic Tests")
+    layouts = parse_all(data)
+    mark_furniture(layouts)
+    for layout in layouts:
+        furniture = {b.markdown for b in layout.blocks if b.kind in FURNITURE}
+        assert "Journal of Synthetic Tests" in furniture
+        assert str(layout.page) in furniture
+        body = [b for b in layout.blocks if b.kind not in FURNITURE]
+        assert all("Journal" not in b.markdown for b in body)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_boxes_follow_page_rotation(rotation):
+    data = rotated_pdf(rotation)
+    layout = parse_all(data)[0]
+    block = next(b for b in layout.blocks if "marker" in b.markdown)
+    # The box must cover the text's ink on the page as displayed.
+    page = pymupdf.open(stream=data)[0]
+    pix = page.get_pixmap(dpi=72)
+    x0, y0, x1, y1 = block.bbox
+    ink = 0
+    for y in range(int(y0 * pix.height), int(y1 * pix.height) + 1):
+        for x in range(int(x0 * pix.width), int(x1 * pix.width) + 1):
+            if 0 <= x < pix.width and 0 <= y < pix.height and pix.pixel(x, y)[0] < 128:
+                ink += 1
+    assert ink > 50
+    assert (layout.width_pt > layout.height_pt) == (rotation in (90, 270))
+
+
+def test_cjk_text_has_no_spurious_spaces():
+    text = "\n".join(b.markdown for b in parse_all(cjk_pdf())[0].blocks)
+    assert "文档理解与检索增强生成系统" in text
+    assert "知识库问答" in text
+    assert "日本語の文書を検索します" in text
+    assert "한국어 문서를 검색합니다" in text  # Korean keeps its word spaces
+
+
+def test_ruled_table_becomes_a_markdown_table_with_row_boxes():
+    data, rows = table_pdf()
+    layout = parse_all(data)[0]
+    tables = [b for b in layout.blocks if b.kind == BlockKind.table]
+    assert len(tables) == 1
+    table = tables[0]
+    md_rows = [r for r in table.markdown.split("\n") if "---" not in r]
+    assert [[c.strip() for c in r.strip("|").split("|")] for r in md_rows] == rows
+    assert len(table.lines) == len(rows)
+    tops = [ln.bbox[1] for ln in table.lines]
+    assert tops == sorted(tops)
+    # Cell text is not repeated outside the table.
+    assert not any("1,204" in b.markdown for b in layout.blocks if b.kind != BlockKind.table)
+    order = [b.kind for b in layout.blocks]
+    assert order.index(BlockKind.table) == 1
