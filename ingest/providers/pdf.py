@@ -19,6 +19,13 @@ class PdfPage:
         pix = self.pdf_page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
         return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
+    def text_in(self, box: tuple[float, float, float, float], margin_pt: float = 1.0) -> str:
+        """The text layer's text inside a box given in the one coordinate form (0..1, as displayed)."""
+        x0, y0, x1, y1 = box
+        shown = pymupdf.Rect(x0 * self.width_pt - margin_pt, y0 * self.height_pt - margin_pt,
+                             x1 * self.width_pt + margin_pt, y1 * self.height_pt + margin_pt)
+        return self.pdf_page.get_textbox(shown * self.pdf_page.derotation_matrix)
+
 
 class PdfSource:
     kind = "pdf"
