@@ -19,12 +19,17 @@ class PdfPage:
         pix = self.pdf_page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
         return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
-    def text_in(self, box: tuple[float, float, float, float], margin_pt: float = 1.0) -> str:
-        """The text layer's text inside a box given in the one coordinate form (0..1, as displayed)."""
+    def text_in(self, box: tuple[float, float, float, float]) -> str:
+        """The text layer's words whose centres lie inside a box given in the one coordinate form."""
         x0, y0, x1, y1 = box
-        shown = pymupdf.Rect(x0 * self.width_pt - margin_pt, y0 * self.height_pt - margin_pt,
-                             x1 * self.width_pt + margin_pt, y1 * self.height_pt + margin_pt)
-        return self.pdf_page.get_textbox(shown * self.pdf_page.derotation_matrix)
+        matrix = self.pdf_page.rotation_matrix
+        words = []
+        for w in self.pdf_page.get_text("words", sort=True):
+            r = pymupdf.Rect(w[:4]) * matrix
+            cx, cy = (r.x0 + r.x1) / 2 / self.width_pt, (r.y0 + r.y1) / 2 / self.height_pt
+            if x0 <= cx <= x1 and y0 <= cy <= y1:
+                words.append(w[4])
+        return " ".join(words)
 
 
 class PdfSource:
