@@ -13,6 +13,7 @@ from docground.settings import Settings, get_settings
 
 from .errors import install_error_handlers
 from .routes import health, query
+from .routes import documents
 
 
 def create_app(settings: Settings | None = None, service: Docground | None = None) -> FastAPI:
@@ -35,4 +36,5 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(query.router)
+    app.include_router(documents.router)  # its lifespan starts the ingestion runner
     return app

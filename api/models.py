@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 Box = tuple[float, float, float, float]
@@ -63,3 +65,32 @@ class IngestResult(BaseModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+
+
+DocumentState = Literal["queued", "processing", "ready", "failed"]
+
+
+class DocumentAccepted(BaseModel):
+    document_id: str = Field(description="derived from the file's content within its knowledge base")
+    status: DocumentState
+
+
+class DocumentStatus(BaseModel):
+    document_id: str
+    kb: str
+    filename: str
+    status: DocumentState
+    pages_total: int
+    pages_done: int
+    chunks: int
+    error: str | None = None
+    error_code: str | None = None
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentStatus]
+
+
+class DocumentDeleted(BaseModel):
+    document_id: str
+    deleted: bool = True

@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     # registry and queue
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite under home when unset")
     broker_url: str | None = Field(None, description="Redis URL for Celery; tasks run in-process when unset")
+    task_time_limit_s: int = Field(1800, description="hard limit on one task (a page batch, a document's indexing)")
+    visibility_timeout_s: int = Field(
+        3600, description="Redis redelivers a task unacknowledged this long (a dead worker's): must exceed "
+                          "task_time_limit_s plus the longest retry backoff")
+    task_max_retries: int = Field(5, description="retries of a failing task, with exponential backoff")
+    retry_backoff_max_s: int = Field(300, description="longest wait between two retries")
+    stall_timeout_s: int = Field(
+        7200, description="a job silent this long is dispatched again from the registry (covers a broker "
+                          "that lost its queue); each step is idempotent, so a duplicate only repeats work")
+    ingest_threads: int = Field(1, description="threads that run jobs in-process when no broker is set")
 
     # serving
     host: str = "127.0.0.1"

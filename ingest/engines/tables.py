@@ -85,7 +85,18 @@ def _cell_texts(table, words: list[tuple]) -> list[list[str]]:
     return rows
 
 
+def _plausible(table) -> bool:
+    """Forms drawn with rules make 'tables' whose cells hold whole paragraphs: those stay text."""
+    heights = sorted(r.bbox[3] - r.bbox[1] for r in table.rows)
+    if not heights:
+        return False
+    median = heights[len(heights) // 2]
+    return heights[-1] <= max(4 * median, 40.0)
+
+
 def _markdown(table, words: list[tuple]) -> tuple[str, list[Line], list[BBox]] | None:
+    if not _plausible(table):
+        return None
     cells = _cell_texts(table, words)
     if len(cells) < 2 or max(len(r) for r in cells) < 2:
         return None

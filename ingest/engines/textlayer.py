@@ -45,7 +45,9 @@ class TextLayerEngine:
         tables = find_table_drafts(pdf_page, box)
         table_boxes = [t.bbox for t in tables]
         raw_blocks = pdf_page.get_text("dict", flags=FLAGS, sort=False)["blocks"]
-        paragraphs = [p for b in raw_blocks if b.get("type") == 0 for p in _paragraphs(b, box, table_boxes)]
+        turned = pdf_page.rotation in (90, 270)  # text running down the unrotated page reads across the display
+        paragraphs = [p for b in raw_blocks if b.get("type") == 0
+                      for p in _paragraphs(b, box, table_boxes, turned)]
         body = _body_size(paragraphs)
         paragraphs = _attach_drop_caps(paragraphs, body)
         drafts = [_classify(p, body, page.number) for p in paragraphs]
@@ -62,7 +64,7 @@ class TextLayerEngine:
                           engine=self.name, engine_version=self.version, reason="text layer")
 
 
-def _line(raw: dict, box) -> TextLine | None:
+def _line(raw: dict, box, turned: bool) -> TextLine | None:
     spans = [s for s in raw["spans"] if s["text"].strip()]
     if not spans:
         return None
@@ -85,13 +87,36 @@ def _line(raw: dict, box) -> TextLine | None:
     (size, bold, mono), _ = chars.most_common(1)[0]
     dx, dy = raw.get("dir", (1.0, 0.0))
     return TextLine(text=text, bbox=box(raw["bbox"]), size=size, bold=bold, mono=mono,
-                    vertical=abs(dy) > abs(dx))
+                    vertical=(abs(dy) > abs(dx)) != turned)
 
 
-def _paragraphs(raw_block: dict, box, table_boxes: list[BBox]) -> list[list[TextLine]]:
+def _rows_left_to_right(lines: list[TextLine]) -> list[TextLine]:
+    """Lines side by side on one row (cells of a form or a table) read left to right, as displayed."""
+    if any(ln.vertical for ln in lines):
+        return lines
+    ordered: list[TextLine] = []
+    for ln in lines:
+        row_start = len(ordered)
+        while row_start > 0 and _same_row(ordered[row_start - 1], ln):
+            row_start -= 1
+        if row_start < len(ordered):
+            row = sorted(ordered[row_start:] + [ln], key=lambda x: x.bbox[0])
+            ordered[row_start:] = row
+        else:
+            ordered.append(ln)
+    return ordered
+
+
+def _same_row(a: TextLine, b: TextLine) -> bool:
+    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+    return overlap > 0.6 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+
+
+def _paragraphs(raw_block: dict, box, table_boxes: list[BBox], turned: bool) -> list[list[TextLine]]:
     """MuPDF's block, split where the font changes or a gap opens: a heading stays apart from its body."""
-    lines = [ln for raw in raw_block["lines"] if (ln := _line(raw, box))]
+    lines = [ln for raw in raw_block["lines"] if (ln := _line(raw, box, turned))]
     lines = [ln for ln in lines if not any(coverage(ln.bbox, t) > 0.5 for t in table_boxes)]
+    lines = _rows_left_to_right(lines)
     paragraphs: list[list[TextLine]] = []
     for ln in lines:
         if paragraphs and not _breaks(paragraphs[-1][-1], ln, paragraphs[-1]):

@@ -23,13 +23,15 @@ class PdfPage:
         """The text layer's words whose centres lie inside a box given in the one coordinate form."""
         x0, y0, x1, y1 = box
         matrix = self.pdf_page.rotation_matrix
-        words = []
-        for w in self.pdf_page.get_text("words", sort=True):
+        inside = []
+        for w in self.pdf_page.get_text("words"):
             r = pymupdf.Rect(w[:4]) * matrix
             cx, cy = (r.x0 + r.x1) / 2 / self.width_pt, (r.y0 + r.y1) / 2 / self.height_pt
             if x0 <= cx <= x1 and y0 <= cy <= y1:
-                words.append(w[4])
-        return " ".join(words)
+                inside.append((r.y0, r.x0, w[4]))
+        # Displayed order: by line (rounded top), then left to right.
+        inside.sort(key=lambda t: (round(t[0] / 4), t[1]))
+        return " ".join(t[2] for t in inside)
 
 
 class PdfSource:

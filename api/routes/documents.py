@@ -1,0 +1,127 @@
+"""Documents: upload into a knowledge base (202, the work goes to a runner), status, progress as
+server-sent events, listing, deletion.
+
+The runner (docground/workers/runner.py) starts and stops with the app: Celery workers when
+DOCGROUND_BROKER_URL is set, else threads of this process. Authentication and tenant scope come from
+the app-wide guard (api/auth.py), which scopes these routes by their `kb` and `document_id` path
+parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, File, Header, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from docground.errors import InvalidRequest, NotFound
+from docground.registry import Document, validate_kb_name
+from docground.workers.runner import make_runner
+
+from ..models import DocumentAccepted, DocumentDeleted, DocumentList, DocumentStatus
+
+EVENT_POLL_S = 0.25
+KEEPALIVE_S = 15.0
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Runs inside the app's own lifespan, so the service already exists.
+    runner = make_runner(app.state.service)
+    app.state.runner = runner
+    await run_in_threadpool(runner.start)
+    try:
+        yield
+    finally:
+        await run_in_threadpool(runner.close)
+
+
+router = APIRouter(tags=["documents"], lifespan=lifespan)
+
+
+def status_of(doc: Document) -> DocumentStatus:
+    return DocumentStatus(document_id=doc.id, kb=doc.kb, filename=doc.filename, status=doc.status,
+                          pages_total=doc.pages_total, pages_done=doc.pages_done, chunks=doc.chunks,
+                          error=doc.error, error_code=doc.error_code)
+
+
+def _document(request: Request, document_id: str) -> Document:
+    doc = request.app.state.service.registry.document(document_id)
+    if doc is None:
+        raise NotFound(f"document {document_id!r} does not exist")
+    return doc
+
+
+@router.post("/v1/knowledge-bases/{kb}/documents", response_model=DocumentAccepted, status_code=202)
+async def upload(kb: str, request: Request, file: UploadFile = File(...),
+                 idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> DocumentAccepted:
+    """Accept a file for ingestion. The same file again (or the same Idempotency-Key) answers with the
+    same document and starts no new work; the same key with another file is a 409."""
+    validate_kb_name(kb)
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(f"the Idempotency-Key header must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    data = await file.read()
+    service = request.app.state.service
+    registration = await run_in_threadpool(service.register, kb, file.filename or "upload", data, idempotency_key)
+    if registration.created:
+        await run_in_threadpool(request.app.state.runner.submit, registration.job.id)
+    return DocumentAccepted(document_id=registration.document.id, status=registration.document.status)
+
+
+@router.get("/v1/documents/{document_id}", response_model=DocumentStatus)
+def get_document(document_id: str, request: Request) -> DocumentStatus:
+    return status_of(_document(request, document_id))
+
+
+@router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList)
+def list_documents(kb: str, request: Request) -> DocumentList:
+    registry = request.app.state.service.registry
+    if registry.get_kb(validate_kb_name(kb)) is None:
+        raise NotFound(f"knowledge base {kb!r} does not exist")
+    return DocumentList(documents=[status_of(d) for d in registry.documents(kb)])
+
+
+@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted)
+def delete_document(document_id: str, request: Request) -> DocumentDeleted:
+    request.app.state.service.delete_document(document_id)
+    return DocumentDeleted(document_id=document_id)
+
+
+@router.get("/v1/documents/{document_id}/events")
+async def events(document_id: str, request: Request) -> StreamingResponse:
+    """Server-sent events: `progress` whenever the status or page count changes, then one `done`
+    (ready or failed) and the stream ends. Any process may be doing the work: this reads the registry."""
+    registry = request.app.state.service.registry
+    await run_in_threadpool(_document, request, document_id)
+
+    async def stream() -> AsyncIterator[str]:
+        last, quiet = None, 0.0
+        while not await request.is_disconnected():
+            doc = await run_in_threadpool(registry.document, document_id)
+            if doc is None:
+                yield _sse("error", {"code": "not_found", "message": f"document {document_id!r} was deleted"})
+                return
+            state = status_of(doc).model_dump(mode="json")
+            if doc.status in ("ready", "failed"):
+                yield _sse("done", state)
+                return
+            if state != last:
+                yield _sse("progress", state)
+                last, quiet = state, 0.0
+            elif quiet >= KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(EVENT_POLL_S)
+            quiet += EVENT_POLL_S
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"

@@ -1,0 +1,147 @@
+"""Celery tasks: a document task fans a job out into page batches on the `gpu` or `cpu` queue; the
+batch that completes the last page sends the finalize task (chunk, embed, index) to the `cpu` queue.
+
+Each task calls one stage of docground/service.py and is safe to run twice: pages parsed earlier are
+skipped, page results are first-writer-wins, chunk ids derive from content. A task carries only a job
+id (and page numbers): the registry says what is left, so a redelivered or duplicated message repeats
+at most some work. Retries back off exponentially; a task that keeps failing fails its job (and its
+document) with the error; bad input (a DocgroundError) is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from celery import Task
+from celery.signals import worker_ready
+
+from docground.errors import DocgroundError, NotFound
+from docground.service import Docground
+from docground.settings import Settings, get_settings
+
+from .celery_app import CPU_QUEUE, GPU_QUEUE, app
+
+log = logging.getLogger("docground.workers")
+
+DOCUMENT_TASK = "docground.document"
+PAGES_TASK = "docground.pages"
+FINALIZE_TASK = "docground.finalize"
+
+# How a worker process builds its service: tests and benchmarks may put a Docground with their own
+# router (a stand-in engine) here before the worker starts consuming.
+SERVICE_FACTORY: Callable[[Settings], Docground] = Docground
+_service: Docground | None = None
+
+
+def worker_service() -> Docground:
+    """This worker process's service, built on first use (after the pool forked)."""
+    global _service
+    if _service is None:
+        _service = SERVICE_FACTORY(get_settings())
+    return _service
+
+
+def page_queue(router, engine) -> str:
+    """The queue for pages an engine reads: the vision model's pages go to `gpu`, the rest to `cpu`.
+    An engine names its queue with a `queue` attribute; without one, DeepSeek-OCR-2 engines are `gpu`."""
+    if engine is None or engine is router.textlayer:
+        return CPU_QUEUE
+    named = getattr(engine, "queue", None)
+    if named in (CPU_QUEUE, GPU_QUEUE):
+        return named
+    return GPU_QUEUE if "deepseek" in str(getattr(engine, "name", "")).lower() else CPU_QUEUE
+
+
+def page_batches(service: Docground, job_id: str) -> list[tuple[str, list[int]]]:
+    """The job's pages not parsed yet, grouped by queue, in batches of DOCGROUND_PAGE_BATCH_SIZE."""
+    job = service.registry.job(job_id)
+    doc = service.registry.document(job.document_id) if job else None
+    if job is None or doc is None:
+        raise NotFound(f"job {job_id!r} no longer exists")
+    pending = service.registry.pending_pages(doc.id, job.fingerprint, doc.pages_total)
+    if not pending:
+        return []
+    by_queue: dict[str, list[int]] = {}
+    source = service.pipeline.open(service.original(doc))
+    try:
+        for n in pending:
+            by_queue.setdefault(page_queue(service.router, service.router.route(source.page(n)).engine), []).append(n)
+    finally:
+        source.close()
+    size = service.settings.page_batch_size
+    return [(queue, pages[i:i + size]) for queue, pages in by_queue.items() for i in range(0, len(pages), size)]
+
+
+class JobTask(Task):
+    """A task of one job: when it fails for good, so does the job (and its document, with the error)."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        job_id = args[0] if args else kwargs.get("job_id")
+        if job_id:
+            worker_service().fail_job(job_id, exc)
+
+
+_settings = get_settings()
+TASK_OPTIONS = {
+    "bind": True, "base": JobTask, "autoretry_for": (Exception,), "dont_autoretry_for": (DocgroundError,),
+    "retry_backoff": 2, "retry_backoff_max": _settings.retry_backoff_max_s, "retry_jitter": True,
+    "max_retries": _settings.task_max_retries,
+}
+
+
+@app.task(name=DOCUMENT_TASK, **TASK_OPTIONS)
+def document_task(self, job_id: str) -> int:
+    """Fan out: one task per batch of pending pages; with none pending, straight to finalize."""
+    service = worker_service()
+    try:
+        batches = page_batches(service, job_id)
+    except NotFound:
+        return 0  # deleted meanwhile
+    if not batches:
+        self.app.send_task(FINALIZE_TASK, args=[job_id], queue=CPU_QUEUE)
+    for queue, pages in batches:
+        self.app.send_task(PAGES_TASK, args=[job_id, pages], queue=queue)
+    service.registry.heartbeat(job_id, dispatched=True)
+    return len(batches)
+
+
+@app.task(name=PAGES_TASK, **TASK_OPTIONS)
+def pages_task(self, job_id: str, pages: list[int]) -> int:
+    """Parse a batch; the batch that completes the document's last page sends finalize (a second one
+    racing it sends it too: finalize is idempotent)."""
+    service = worker_service()
+    try:
+        done = service.parse_pages(job_id, pages)
+        job = service.registry.job(job_id)
+        doc = service.registry.document(job.document_id) if job else None
+    except NotFound:
+        return 0
+    if job is not None and doc is not None and job.stage == "parsing" and done >= doc.pages_total:
+        self.app.send_task(FINALIZE_TASK, args=[job_id], queue=CPU_QUEUE)
+    return done
+
+
+@app.task(name=FINALIZE_TASK, **TASK_OPTIONS)
+def finalize_task(self, job_id: str) -> str:
+    """Chunk, embed and index. Workers write a Qdrant server themselves; an embedded store admits only
+    its owner process, so there the embedded chunks wait for it (stage `indexable`)."""
+    service = worker_service()
+    try:
+        doc = service.finalize(job_id, write_store=bool(service.settings.qdrant_url))
+    except NotFound:
+        return "gone"
+    return doc.status
+
+
+@worker_ready.connect
+def _warm_up(sender=None, **_) -> None:
+    """A solo or threads worker (a GPU worker: one process, one engine) loads its models before the
+    first task rather than inside it; prefork children build theirs lazily after the fork."""
+    pool = type(getattr(sender, "pool", None)).__module__
+    if pool.endswith((".solo", ".thread")):
+        service = worker_service()
+        _ = service.pipeline  # the embedder, the router and the pipeline fingerprint
+        warm = getattr(service.router.ocr, "warm_up", None)
+        if callable(warm):
+            warm()
