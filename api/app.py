@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from docground import __version__
 from docground.service import Docground
 from docground.settings import Settings, get_settings
 
+from .auth import BodySizeLimit, Keys, RateLimiter, guard
 from .errors import install_error_handlers
-from .routes import health, query
+from .metrics import install_metrics
+from .routes import health, kbs, query, viewer
 from .routes import documents
 
 
@@ -23,6 +25,7 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
     async def lifespan(app: FastAPI):
         app.state.ready = False
         app.state.service = service or Docground(settings)
+        app.state.keys = Keys(app.state.service.registry)
         # Load the embedding model before answering ready: the first query should not pay for it.
         await run_in_threadpool(lambda: app.state.service.embedder)
         app.state.ready = True
@@ -31,10 +34,16 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
         finally:
             app.state.service.close()
 
-    app = FastAPI(title="docground", version=__version__, lifespan=lifespan)
+    # guard checks every /v1 route (key, tenant scope, rate limit), including routes added later.
+    app = FastAPI(title="docground", version=__version__, lifespan=lifespan, dependencies=[Depends(guard)])
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     install_error_handlers(app)
+    install_metrics(app)
+    app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20))
     app.include_router(health.router)
     app.include_router(query.router)
     app.include_router(documents.router)  # its lifespan starts the ingestion runner
+    app.include_router(kbs.router)
+    app.include_router(viewer.router)
     return app

@@ -7,11 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Box = tuple[float, float, float, float]
+AnswerMode = Literal["auto", "extractive", "generate"]
 
 
 class QueryRequest(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     top_k: int = Field(5, ge=1, le=50)
+    mode: AnswerMode = Field("auto", description="auto: generate when an LLM endpoint is configured, else extractive")
+    stream: bool = Field(False, description="answer as server-sent events: delta events, then one done event")
 
 
 class SpanOut(BaseModel):
@@ -47,9 +50,10 @@ class Citation(BaseModel):
 
 class QueryResponse(BaseModel):
     query: str
-    answer: str | None
+    answer: str | None = Field(description="null when nothing relevant was retrieved")
     citations: list[Citation]
     chunks: list[ChunkOut]
+    answer_mode: Literal["extractive", "generated", "not_found"] = "extractive"
 
 
 class IngestResult(BaseModel):
@@ -65,6 +69,21 @@ class IngestResult(BaseModel):
 class ErrorBody(BaseModel):
     code: str
     message: str
+
+
+class KnowledgeBaseCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class KnowledgeBaseKey(BaseModel):
+    name: str
+    api_key: str = Field(description="shown once: only its hash is stored")
+
+
+class KnowledgeBaseInfo(BaseModel):
+    name: str
+    documents: int
+    has_api_key: bool
 
 
 DocumentState = Literal["queued", "processing", "ready", "failed"]

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from .api.models import IngestResult, QueryResponse
 from .errors import DocgroundError, NotFound
 from .ingest.chunking import ChunkerConfig
 from .ingest.pipeline import Pipeline, ProgressCallback, document_id, file_sha256
+from .ingest.processors.figures import save_figure_crops
 from .ingest.engines.factory import build_router
 from .ingest.routing import Router
 from .ingest.schema import Chunk, PageLayout
@@ -22,7 +24,9 @@ from .registry import Document, Job, Page, Registration, Registry, validate_kb_n
 from .retrieval import sparse
 from .retrieval.answers import extractive_answer
 from .retrieval.embeddings import Embedder
-from .retrieval.store import ChunkStore, EdgeStore, IndexedChunk, ServerStore, collection_name
+from .retrieval.generation import ChatClient, Generator, LLMNotConfigured
+from .retrieval.refine import TextLayer
+from .retrieval.store import ChunkStore, EdgeStore, Hit, IndexedChunk, ServerStore, collection_name
 from .settings import Settings
 
 log = logging.getLogger("docground")
@@ -48,6 +52,7 @@ class Docground:
         self._pipeline: Pipeline | None = None
         self._stores: dict[str, ChunkStore] = {}
         self._qdrant_client = None
+        self._text_layer: TextLayer | None = None
         self._lock = threading.RLock()
 
     # ---- components, built on first use (the embedder takes seconds to load)
@@ -173,6 +178,7 @@ class Docground:
         source = self.pipeline.open(self.original(doc))
         try:
             layouts = self.pipeline.parse_pages(source, doc.id, todo)
+            save_figure_crops(self.blob_dir(doc.id), source, layouts, self.settings.render_dpi)
         finally:
             source.close()
         done = self.registry.complete_pages(doc.id, job.fingerprint, [
@@ -289,19 +295,52 @@ class Docground:
         tmp.replace(path)
 
     # ---- retrieval
-    def query(self, kb: str, question: str, top_k: int = 5) -> QueryResponse:
+    @property
+    def text_layer(self) -> TextLayer:
+        with self._lock:
+            if self._text_layer is None:
+                self._text_layer = TextLayer(self.settings.home / "blobs")
+            return self._text_layer
+
+    def generator(self, mode: str = "auto") -> Generator | None:
+        """The answer generator the mode asks for: None means extractive answers."""
+        s = self.settings
+        if mode == "extractive" or (mode == "auto" and not s.llm_endpoint):
+            return None
+        if not s.llm_endpoint:
+            raise LLMNotConfigured("generated answers need an LLM endpoint (DOCGROUND_LLM_ENDPOINT)")
+        client = ChatClient(s.llm_endpoint, s.llm_model, s.llm_api_key, s.llm_timeout_s, s.llm_max_tokens)
+        return Generator(client, self.text_layer, self.embedder.embed)
+
+    def retrieve(self, kb: str, question: str, top_k: int = 5) -> list[Hit]:
         validate_kb_name(kb)
         if self.registry.get_kb(kb) is None:
             raise NotFound(f"knowledge base {kb!r} does not exist")
         dense = self.embedder.embed([question])[0]
-        hits = self.store(kb).search(dense, sparse.query_vector(question), top_k)
-        return extractive_answer(question, hits)
+        return self.store(kb).search(dense, sparse.query_vector(question), top_k)
+
+    def query(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> QueryResponse:
+        generator = self.generator(mode)
+        hits = self.retrieve(kb, question, top_k)
+        if generator is None:
+            return extractive_answer(question, hits, self.text_layer)
+        return generator.answer(question, hits)
+
+    def query_stream(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> Iterator[tuple[str, dict]]:
+        """Server-sent events of an answer: ("delta", {"text"}) while generating, then ("done", response)."""
+        generator = self.generator(mode)
+        hits = self.retrieve(kb, question, top_k)
+        if generator is None:
+            return iter([("done", extractive_answer(question, hits, self.text_layer).model_dump(mode="json"))])
+        return generator.stream(question, hits)
 
     def close(self) -> None:
         with self._lock:
             for store in self._stores.values():
                 store.close()
             self._stores.clear()
+            if self._text_layer is not None:
+                self._text_layer.close()
 
 
 def _payload(chunk: Chunk, kb: str, filename: str, fingerprint: str) -> dict:

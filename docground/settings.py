@@ -63,6 +63,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # tenancy and limits: with an admin key set, every /v1 request needs a key (the admin's or a KB's)
+    admin_key: str | None = Field(None, description="admin API key; unset = local use, auth off, loopback only")
+    max_upload_mb: float = Field(200.0, description="largest request body accepted, in MiB")
+    rate_limit_per_minute: int = Field(600, description="requests per minute per API key (or client); 0 = off")
+
+    # answer generation: any OpenAI-compatible chat endpoint; unset = extractive answers
+    llm_endpoint: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (e.g. vllm serve)")
+    llm_model: str = Field("", description="model name at the LLM endpoint")
+    llm_api_key: str | None = None
+    llm_timeout_s: float = 120.0
+    llm_max_tokens: int = 512
+
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'registry.sqlite3'}"

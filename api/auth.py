@@ -1,0 +1,251 @@
+"""Tenancy and limits: who may reach which knowledge base, how much, and how often.
+
+With DOCGROUND_ADMIN_KEY set, every /v1 request carries `Authorization: Bearer <key>`: the admin key
+reaches everything and creates knowledge bases; a knowledge base's own key (made when the admin creates
+it) reaches only that knowledge base and its documents and jobs. Missing or unknown keys answer 401, a
+knowledge base of another tenant 403, a document or job of another tenant 404 (as if it did not exist).
+Without an admin key (local use) auth is off and `docground serve` binds to loopback.
+
+`guard` is installed on the whole app, so every /v1 route is checked from its path parameters (`kb`,
+`document_id`, `job_id`) whoever wrote it; a /v1 route with none of them admits only the admin unless
+it is marked `@for_any_tenant` (it then filters by `caller(request)` itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy import select
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from docground.errors import DocgroundError, NotFound
+from docground.registry import KnowledgeBase, Registry, validate_kb_name
+
+KEY_PREFIX = "dgk_"
+KEY_CACHE_S = 30.0  # how long a key's knowledge base is remembered (another process may rotate it)
+TENANT_ROUTES_ATTR = "_docground_any_tenant"
+
+
+class Unauthorized(DocgroundError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(DocgroundError):
+    code = "forbidden"
+    http_status = 403
+
+
+class RateLimited(DocgroundError):
+    code = "rate_limited"
+    http_status = 429
+
+
+class PayloadTooLarge(DocgroundError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class AlreadyExists(DocgroundError):
+    code = "already_exists"
+    http_status = 409
+
+
+@dataclass(frozen=True)
+class Caller:
+    admin: bool  # the admin key, or anyone while auth is off
+    kb: str | None  # the one knowledge base a KB key reaches
+    key_id: str  # whom rate limits count: a key's hash prefix, or the client address
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Keys:
+    """Knowledge bases' API keys; only their SHA-256 is stored (KnowledgeBase.api_key_hash)."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, kb: str, create: bool) -> str:
+        """A new key for the knowledge base (creating it when asked); any older key stops working."""
+        validate_kb_name(kb)
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.registry.session() as s, s.begin():
+            row = s.get(KnowledgeBase, kb)
+            if row is None and not create:
+                raise NotFound(f"knowledge base {kb!r} does not exist")
+            if row is not None and create:
+                raise AlreadyExists(f"knowledge base {kb!r} already exists")
+            if row is None:
+                row = KnowledgeBase(name=kb)
+                s.add(row)
+            old = row.api_key_hash
+            row.api_key_hash = hash_key(key)
+        with self._lock:
+            self._cache.pop(old or "", None)
+        return key
+
+    def kb_for(self, key: str) -> str | None:
+        digest = hash_key(key)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+            if hit is not None and hit[1] > now:
+                return hit[0]
+        with self.registry.session() as s:
+            kb = s.scalar(select(KnowledgeBase.name).where(KnowledgeBase.api_key_hash == digest))
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (kb, now + KEY_CACHE_S)
+        return kb
+
+
+class RateLimiter:
+    """A token bucket per caller: `per_minute` requests a minute, bursts up to the same number."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, who: str) -> None:
+        if self.per_minute <= 0:
+            return
+        rate = self.per_minute / 60.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, at = self._buckets.get(who, (float(self.per_minute), now))
+            tokens = min(float(self.per_minute), tokens + (now - at) * rate)
+            if tokens < 1.0:
+                self._buckets[who] = (tokens, now)
+                wait = (1.0 - tokens) / rate
+                raise RateLimited(f"more than {self.per_minute} requests a minute; retry in {wait:.1f} s")
+            self._buckets[who] = (tokens - 1.0, now)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def caller(request: Request) -> Caller:
+    """Who is asking; 401 when auth is on and the key is missing or unknown."""
+    cached = getattr(request.state, "caller", None)
+    if cached is not None:
+        return cached
+    admin_key = request.app.state.settings.admin_key
+    client = request.client.host if request.client else "unknown"
+    if not admin_key:
+        who = Caller(admin=True, kb=None, key_id=f"client:{client}")
+    else:
+        token = _bearer(request)
+        if token is None:
+            raise Unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'")
+        if hmac.compare_digest(token.encode(), admin_key.encode()):
+            who = Caller(admin=True, kb=None, key_id="admin")
+        else:
+            kb = request.app.state.keys.kb_for(token)
+            if kb is None:
+                raise Unauthorized("the API key is not valid")
+            who = Caller(admin=False, kb=kb, key_id="key:" + hash_key(token)[:16])
+    request.state.caller = who
+    return who
+
+
+def for_any_tenant(endpoint: Callable) -> Callable:
+    """Marks a /v1 route without kb/document/job path parameters that KB keys may call: the route
+    itself limits what it returns to `caller(request).kb`."""
+    setattr(endpoint, TENANT_ROUTES_ATTR, True)
+    return endpoint
+
+
+def guard(request: Request) -> None:
+    """The app-wide dependency: authentication, rate limit and tenant scope of every /v1 route."""
+    if not request.url.path.startswith("/v1/") and request.url.path != "/v1":
+        return
+    who = caller(request)
+    request.app.state.rate_limiter.check(who.key_id)
+    if who.admin:
+        return
+    params = request.path_params
+    scoped = False
+    if "kb" in params:
+        scoped = True
+        if params["kb"] != who.kb:
+            raise Forbidden(f"this API key does not grant access to knowledge base {params['kb']!r}")
+    if "document_id" in params:
+        scoped = True
+        doc = request.app.state.service.registry.document(params["document_id"])
+        if doc is None or doc.kb != who.kb:
+            raise NotFound(f"document {params['document_id']!r} does not exist")
+    if "job_id" in params:
+        scoped = True
+        job_of = getattr(request.app.state.service.registry, "job", None)
+        job = job_of(params["job_id"]) if job_of else None
+        if job is None or job.kb != who.kb:
+            raise NotFound(f"job {params['job_id']!r} does not exist")
+    route = request.scope.get("route")
+    if not scoped and not getattr(getattr(route, "endpoint", None), TENANT_ROUTES_ATTR, False):
+        raise Forbidden("this route needs the admin key")
+
+
+def require_admin(request: Request) -> None:
+    if not caller(request).admin:
+        raise Forbidden("this route needs the admin key")
+
+
+class BodySizeLimit:
+    """Refuses request bodies over the limit (413) before they are read into memory, by Content-Length
+    or, for chunked uploads, by counting."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.max_bytes <= 0:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(send, self.max_bytes)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(_too_large_message(self.max_bytes))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large_message(max_bytes: int) -> str:
+    return f"the request body is larger than the limit of {max_bytes / 2**20:.0f} MiB (DOCGROUND_MAX_UPLOAD_MB)"
+
+
+async def _too_large(send: Send, max_bytes: int) -> None:
+    body = PayloadTooLarge(_too_large_message(max_bytes))
+    import json
+
+    payload = json.dumps(body.to_dict()).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})

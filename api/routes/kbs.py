@@ -1,0 +1,56 @@
+"""Knowledge bases: the admin creates them and gets each one's API key; a KB key sees only its own."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from docground.errors import NotFound
+
+from ..auth import caller, for_any_tenant, require_admin
+from ..models import KnowledgeBaseCreate, KnowledgeBaseInfo, KnowledgeBaseKey
+
+router = APIRouter(tags=["knowledge bases"])
+
+
+@router.post("/v1/knowledge-bases", response_model=KnowledgeBaseKey, status_code=201,
+             dependencies=[Depends(require_admin)])
+def create(body: KnowledgeBaseCreate, request: Request) -> KnowledgeBaseKey:
+    return KnowledgeBaseKey(name=body.name, api_key=request.app.state.keys.issue(body.name, create=True))
+
+
+@router.post("/v1/knowledge-bases/{kb}/api-key", response_model=KnowledgeBaseKey,
+             dependencies=[Depends(require_admin)])
+def rotate_key(kb: str, request: Request) -> KnowledgeBaseKey:
+    """A new key for the knowledge base; the old one stops working."""
+    return KnowledgeBaseKey(name=kb, api_key=request.app.state.keys.issue(kb, create=False))
+
+
+@router.get("/v1/knowledge-bases", response_model=list[KnowledgeBaseInfo])
+@for_any_tenant
+def list_kbs(request: Request) -> list[KnowledgeBaseInfo]:
+    registry = request.app.state.service.registry
+    own = caller(request).kb
+    return [_info(registry, kb) for kb in _names(registry) if own is None or kb.name == own]
+
+
+@router.get("/v1/knowledge-bases/{kb}", response_model=KnowledgeBaseInfo)
+def get_kb(kb: str, request: Request) -> KnowledgeBaseInfo:
+    registry = request.app.state.service.registry
+    row = registry.get_kb(kb)
+    if row is None:
+        raise NotFound(f"knowledge base {kb!r} does not exist")
+    return _info(registry, row)
+
+
+def _names(registry):
+    from sqlalchemy import select
+
+    from docground.registry import KnowledgeBase
+
+    with registry.session() as s:
+        return list(s.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name)))
+
+
+def _info(registry, row) -> KnowledgeBaseInfo:
+    return KnowledgeBaseInfo(name=row.name, documents=len(registry.documents(row.name)),
+                             has_api_key=row.api_key_hash is not None)
