@@ -13,6 +13,7 @@ from docground.service import Docground
 from docground.settings import Settings
 
 from .citation_docs import displayed_rects, report_pdf, same_region
+from .live_server import Borrowed
 from .llm_standin import StandIn, source_number
 
 NITRATE = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."
@@ -154,7 +155,7 @@ def test_http_streaming_is_server_sent_events(kb):
     with StandIn(lambda r: f"Nitrate levels fell by twelve percent [{source_number(r, 'Nitrate')}].") as model:
         svc.settings.llm_endpoint = model.endpoint
         try:
-            with TestClient(create_app(svc.settings, _Borrowed(svc))) as client:
+            with TestClient(create_app(svc.settings, Borrowed(svc))) as client:
                 r = client.post("/v1/knowledge-bases/reports/query", json={"query": QUESTION, "stream": True})
                 failed = client.post("/v1/knowledge-bases/nope/query", json={"query": QUESTION, "stream": True})
         finally:
@@ -164,16 +165,3 @@ def test_http_streaming_is_server_sent_events(kb):
     assert {name for name, _ in events[:-1]} == {"delta"}
     assert events[-1][0] == "done" and events[-1][1]["citations"][0]["quote"] == NITRATE
     assert failed.status_code == 404 and failed.json()["code"] == "not_found"
-
-
-class _Borrowed:
-    """The module's service lent to an app, which must not close it on shutdown."""
-
-    def __init__(self, svc):
-        self._svc = svc
-
-    def __getattr__(self, name):
-        return getattr(self._svc, name)
-
-    def close(self) -> None:
-        pass
