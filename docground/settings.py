@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     ocr_backend: str = Field("auto", description="auto | endpoint | vllm | transformers | cpu | none")
     ocr_concurrency: int = Field(32, description="requests in flight to the OCR endpoint")
     ocr_timeout_s: float = Field(300.0, description="per-page OCR request timeout")
+    ocr_max_tokens: int = Field(8192, description="DeepSeek-OCR-2 output tokens per page at most")
+    ocr_max_num_seqs: int = Field(256, description="pages in flight at once on in-process vLLM")
+    ocr_gpu_memory_utilization: float = Field(0.9, description="share of GPU memory in-process vLLM may take")
+    ocr_preprocess_workers: int = Field(-1, description="processes rendering pages for in-process vLLM; -1 = auto")
+    ocr_batch_size: int = Field(8, description="pages per generate call on the transformers backend")
     ocr_languages: str = Field("auto", description="Tesseract languages (e.g. eng+chi_sim) or auto")
 
     # registry and queue

@@ -1,0 +1,192 @@
+"""DeepSeek-OCR-2 in-process on vLLM: continuous batching over every page in flight, fed in parallel.
+
+vLLM's offline `LLM.generate` renders multimodal prompts one at a time in the calling process (~0.17 s per
+A4 page for DeepSeek-OCR-2's tiling), which caps intake near 6 pages/s while an H100 could take far more.
+Here a pool of worker processes each holds vLLM's own renderer, built from the same engine arguments (as
+the front ends of `vllm serve --api-server-count N` do), and turns page images into engine inputs side by
+side; the main process hands each input to the engine the moment it is ready and steps the engine in
+between. The n-gram ban runs as `NoRepeatNGramProcessor`, whose cost per step does not grow with its window.
+
+vLLM is imported only when this backend is built.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+from PIL import Image
+
+from .prompt import Sampling, model_prompt
+from .schema import FINISH_LENGTH, FINISH_STOP, Generation, PageRequest
+
+log = logging.getLogger("docground.ocr")
+
+NGRAM_PROCESSOR = "docground.ingest.engines.deepseek_ocr2.vllm_logits:NoRepeatNGramProcessor"
+# The recipe's engine settings: prefix caching and the processor cache only cost memory on OCR (every page is
+# a new image), and a render worker's processor cache could not stay in step with the engine's anyway.
+ENGINE_DEFAULTS = {
+    "max_model_len": 8192,
+    "enable_prefix_caching": False,
+    "mm_processor_cache_gb": 0,
+    "limit_mm_per_prompt": {"image": 1},
+}
+
+
+def default_workers() -> int:
+    """Render workers: the cores left after the engine core and this process, at most 16."""
+    return max(0, min(16, (os.cpu_count() or 2) - 2))
+
+
+class VllmBackend:
+    name = "vllm"
+
+    def __init__(self, model: str, *, preprocess_workers: int | None = None, max_num_seqs: int = 256,
+                 gpu_memory_utilization: float = 0.9, **engine_kwargs):
+        from vllm import LLM
+
+        self.engine_kwargs = {**ENGINE_DEFAULTS, "model": model, "max_num_seqs": max_num_seqs,
+                              "gpu_memory_utilization": gpu_memory_utilization,
+                              "logits_processors": [NGRAM_PROCESSOR], **engine_kwargs}
+        self.llm = LLM(**self.engine_kwargs)
+        self.engine = self.llm.llm_engine
+        workers = default_workers() if preprocess_workers is None else preprocess_workers
+        self.renderers = _start_render_pool(self.engine_kwargs, workers) if workers > 0 else None
+        self.render_workers = workers if self.renderers is not None else 0
+        self._lock = threading.Lock()  # vLLM's engine is driven by one thread at a time
+        self._ids = itertools.count()
+        self._params: dict[Sampling, object] = {}
+
+    def generate(self, requests: Iterable[PageRequest]) -> list[Generation]:
+        with self._lock:
+            return self._run(requests)
+
+    def _run(self, requests: Iterable[PageRequest]) -> list[Generation]:
+        rendering: dict[Future, tuple[int, object]] = {}
+        running: dict[str, int] = {}
+        results: dict[int, Generation] = {}
+        count = 0
+        try:
+            for position, request in enumerate(requests):
+                future = self._render(model_prompt(request.task), request.image)
+                rendering[future] = (position, self._sampling_params(request.sampling))
+                count = position + 1
+                self._admit(rendering, running, results, block=False)
+            while rendering or running:
+                self._admit(rendering, running, results, block=not running)
+                if running:
+                    for out in self.engine.step():
+                        if out.finished and out.request_id in running:
+                            results[running.pop(out.request_id)] = _generation(out)
+        finally:
+            if running:  # interrupted: free the engine of pages nobody will collect
+                self.engine.abort_request(list(running))
+            for future in rendering:
+                future.cancel()
+        return [results[i] for i in range(count)]
+
+    def _admit(self, rendering: dict, running: dict, results: dict, block: bool) -> None:
+        """Hand every rendered page to the engine; wait for one first when the engine has nothing to do."""
+        if not rendering:
+            return
+        if block:
+            wait(rendering, return_when=FIRST_COMPLETED)
+        for future in [f for f in rendering if f.done()]:
+            position, params = rendering.pop(future)
+            request_id = f"dg{next(self._ids)}"
+            try:
+                self.engine.add_request(request_id, future.result(), params)
+            except Exception as exc:  # a page vLLM refuses (too large, undecodable) fails alone
+                results[position] = Generation.failed(f"{type(exc).__name__}: {exc}")
+                continue
+            running[request_id] = position
+
+    def _render(self, prompt: str, image) -> Future:
+        if self.renderers is not None:
+            return self.renderers.submit(_render_in_worker, prompt, image)
+        future: Future = Future()
+        try:
+            future.set_result(_render_with(self.llm.model_config, self.llm.renderer, prompt, image))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+    def _sampling_params(self, sampling: Sampling):
+        if sampling not in self._params:
+            from vllm import SamplingParams
+            from vllm.sampling_params import RequestOutputKind
+
+            self._params[sampling] = SamplingParams(
+                temperature=0.0, max_tokens=sampling.max_tokens, ignore_eos=sampling.ignore_eos,
+                skip_special_tokens=False, extra_args=sampling.ngram_args(),
+                output_kind=RequestOutputKind.FINAL_ONLY)
+        return self._params[sampling]
+
+    def close(self) -> None:
+        if self.renderers is not None:
+            self.renderers.shutdown(wait=False, cancel_futures=True)
+        self.engine.engine_core.shutdown()
+
+
+def _generation(out) -> Generation:
+    completion = out.outputs[0]
+    reason = completion.finish_reason
+    tokens = len(completion.token_ids)
+    if reason in (FINISH_STOP, FINISH_LENGTH):
+        return Generation(text=completion.text, finish_reason=reason, tokens=tokens)
+    return Generation(text=completion.text, finish_reason=str(reason), tokens=tokens, error=f"finish_reason {reason!r}")
+
+
+def _start_render_pool(engine_kwargs: dict, workers: int) -> ProcessPoolExecutor | None:
+    """Spawned (not forked: the parent runs vLLM's threads) and warmed, so no document waits for start-up."""
+    started = time.monotonic()
+    kwargs = {k: v for k, v in engine_kwargs.items() if k != "logits_processors"}
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(kwargs,))
+    try:
+        # a blank A4 page makes the round trip a real page makes (tensors back through shared memory)
+        probe = pool.submit(_render_in_worker, model_prompt("Free OCR."), Image.new("RGB", (1191, 1684), "white"))
+        for f in [pool.submit(time.sleep, 0.5) for _ in range(workers - 1)]:
+            f.result()
+        if "prompt_token_ids" not in probe.result():
+            raise RuntimeError(f"a render worker returned {type(probe.result()).__name__}, not an engine input")
+    except Exception:  # the engine still works, rendering in this process
+        log.exception("vLLM render workers failed to start; rendering pages in the engine's process")
+        pool.shutdown(wait=False, cancel_futures=True)
+        return None
+    log.info("%d vLLM render workers ready in %.0f s", workers, time.monotonic() - started)
+    return pool
+
+
+_worker_renderer: tuple | None = None
+
+
+def _init_worker(engine_kwargs: dict) -> None:
+    global _worker_renderer
+    import torch
+    from vllm.engine.arg_utils import EngineArgs
+    from vllm.renderers import renderer_from_config
+
+    torch.set_num_threads(1)  # one page per worker; the pool supplies the parallelism
+    config = EngineArgs(**engine_kwargs).create_engine_config()
+    _worker_renderer = (config.model_config, renderer_from_config(config))
+
+
+def _render_in_worker(prompt: str, image):
+    model_config, renderer = _worker_renderer
+    return _render_with(model_config, renderer, prompt, image)
+
+
+def _render_with(model_config, renderer, prompt: str, image):
+    """One page's engine input, exactly as `LLM.generate` renders it."""
+    from vllm.renderers.inputs.preprocess import parse_model_prompt
+
+    parsed = parse_model_prompt(model_config, {"prompt": prompt, "multi_modal_data": {"image": image}})
+    (engine_input,) = renderer.render_cmpl([parsed])
+    return engine_input

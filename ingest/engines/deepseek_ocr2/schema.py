@@ -1,0 +1,71 @@
+"""The typed batch between the engine and its backends: page requests in, generations out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from docground.errors import DocgroundError
+
+from .prompt import Sampling
+
+FINISH_STOP = "stop"  # the model ended the page itself (EOS)
+FINISH_LENGTH = "length"  # cut at max_tokens: usually a repetition loop
+FINISH_ERROR = "error"  # the backend could not produce anything
+
+
+class OcrUnavailable(DocgroundError):
+    """The configured DeepSeek-OCR-2 backend cannot run here (a missing package, model directory or GPU)."""
+
+    code = "ocr_unavailable"
+    http_status = 503
+
+
+@dataclass
+class PageRequest:
+    image: Image.Image  # the whole page in display orientation: boxes come back per axis of this image
+    task: str  # the prompt text after the image token
+    sampling: Sampling = field(default_factory=Sampling)
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str
+    tokens: int = 0
+    error: str | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.finish_reason == FINISH_STOP
+
+    @classmethod
+    def failed(cls, error: str) -> Generation:
+        return cls(text="", finish_reason=FINISH_ERROR, error=error)
+
+
+@dataclass
+class GroundedBlock:
+    """One `<|ref|>label<|/ref|><|det|>[[x0,y0,x1,y1], ...]<|/det|>` and the content after it.
+
+    Boxes stay as the model wrote them (0..999 per axis when sane) so that validation can judge them;
+    `output.py` converts them to the one coordinate form.
+    """
+
+    label: str
+    boxes: list[tuple[float, float, float, float]]
+    content: str
+    malformed_boxes: int = 0  # det entries that were not four numbers
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, requests: Iterable[PageRequest]) -> list[Generation]:
+        """One generation per request, in request order; a failed request yields `Generation.failed`."""
+        ...
+
+    def close(self) -> None: ...
