@@ -20,9 +20,11 @@ On the GPU machine (vLLM from ../shared/tools/vllm-device/; model dir from its m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -112,7 +114,8 @@ def make_importable() -> None:
 def engine_kwargs(args) -> dict:
     return dict(tokenizer=args.model, load_format="dummy", dtype="bfloat16", max_model_len=8192,
                 max_num_seqs=args.max_num_seqs, gpu_memory_utilization=args.gpu_mem, enable_prefix_caching=False,
-                mm_processor_cache_gb=0, limit_mm_per_prompt={"image": 1}, seed=0)
+                mm_processor_cache_gb=0, limit_mm_per_prompt={"image": 1}, seed=0,
+                disable_log_stats=False)  # vLLM's 5-second throughput lines land in the logs
 
 
 class CountingBackend:
@@ -245,6 +248,7 @@ def _version(package: str) -> str:
 
 
 SYSTEMS = {"docground": system_docground, "vllm-bare": system_vllm_bare, "transformers": system_transformers}
+TIME_CAP_S = {"docground": 300, "vllm-bare": 260, "transformers": 240}  # so one stuck system leaves time to the rest
 
 
 def run_one(args) -> None:
@@ -267,16 +271,24 @@ def orchestrate(args) -> None:
             continue
         cmd = [sys.executable, __file__, "--system", system] + _forwarded(args)
         started = time.time()
+        # its own process group: on timeout the engine core and render workers it started go down with it
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=left, check=False)
-            log, rc = proc.stdout + proc.stderr, proc.returncode
-        except subprocess.TimeoutExpired as exc:
-            log, rc = (exc.stdout or b"").decode(errors="replace") + (exc.stderr or b"").decode(errors="replace"), "timeout"
+            log, _ = proc.communicate(timeout=min(left, TIME_CAP_S[system]))
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            log, rc = proc.communicate()[0], "timeout"
+        with contextlib.suppress(ProcessLookupError):  # leftovers of a finished system
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(3)  # let its GPU memory be released
         if out_dir:
             (out_dir / f"log_{system}.txt").write_text(log)
         found = [json.loads(line[7:]) for line in log.splitlines() if line.startswith("RESULT ")]
         if found:
             results.append(found[-1])
+            print(f"--- {system}: {json.dumps(found[-1])}", flush=True)
         else:
             tail = "\n".join(log.splitlines()[-15:])
             results.append(dict(system=system, skipped=f"rc {rc} after {time.time() - started:.0f} s"))
@@ -315,8 +327,8 @@ def main() -> None:
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--gpu-mem", type=float, default=0.9)
     ap.add_argument("--workers", type=int, default=-1, help="docground render workers; -1 = auto")
-    ap.add_argument("--hf-pages", type=int, default=32)
-    ap.add_argument("--hf-batch", type=int, default=32)
+    ap.add_argument("--hf-pages", type=int, default=16)
+    ap.add_argument("--hf-batch", type=int, default=16)
     ap.add_argument("--budget", type=float, default=540, help="seconds for all systems together")
     ap.add_argument("--out", default=None, help="folder for logs and gpu_ocr.json")
     args = ap.parse_args()

@@ -105,3 +105,19 @@ def test_agreement_with_the_text_layer():
 
 def test_a_failed_request_says_why():
     assert problems(Generation.failed("HTTP 500: boom"), [], grounded=True) == ["request failed: HTTP 500: boom"]
+
+
+def scanned_period(text, min_span=120, min_repeats=3, max_period=1000):
+    n = len(text)
+    for p in range(1, max_period + 1):
+        repeats = max(min_repeats, -(-min_span // p))
+        if repeats * p <= n and text[n - repeats * p:] == text[n - p:] * repeats:
+            return p
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text("ab ", max_size=200), st.text("ab ", min_size=1, max_size=70), st.integers(1, 12), st.integers(0, 70))
+def test_loop_detection_equals_trying_every_period(prefix, unit, times, cut):
+    text = prefix + unit * times + unit[:cut]
+    assert tail_period(text) == scanned_period(text)

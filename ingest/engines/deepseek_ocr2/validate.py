@@ -57,14 +57,24 @@ def repetition(text: str, blocks: list[GroundedBlock]) -> str | None:
 
 
 def tail_period(text: str) -> int | None:
-    """The period of a loop the text ends in: its last MIN_LOOP_SPAN+ characters repeat with that period."""
+    """The period of a loop the text ends in: its last MIN_LOOP_SPAN+ characters repeat with that period.
+
+    Candidate periods are the distances back to earlier copies of the text's last few characters, nearest
+    first, so a page costs a handful of `rfind`s rather than a test of every period up to MAX_LOOP_PERIOD.
+    """
     n = len(text)
-    for period in range(1, min(MAX_LOOP_PERIOD, n // MIN_LOOP_REPEATS) + 1):
+    if n < MIN_LOOP_SPAN:
+        return None
+    probe = 32
+    tail = text[n - probe:]
+    low = max(0, n - probe - MAX_LOOP_PERIOD)
+    end = n - 1
+    while (start := text.rfind(tail, low, end)) >= 0:
+        period = n - probe - start
         repeats = max(MIN_LOOP_REPEATS, -(-MIN_LOOP_SPAN // period))
-        if repeats * period > n:
-            break
-        if text[n - repeats * period:] == text[n - period:] * repeats:
+        if repeats * period <= n and text[n - repeats * period:] == text[n - period:] * repeats:
             return period
+        end = start + probe - 1
     return None
 
 
