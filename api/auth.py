@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import json
 import secrets
 import threading
 import time
@@ -223,29 +225,46 @@ class BodySizeLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await _too_large(send, self.max_bytes)
             return
-        seen = 0
+        seen, refused = 0, False
 
         async def counted() -> Message:
-            nonlocal seen
+            # Past the limit the client gets its 413 now and the app sees a disconnect; what the app
+            # answers to that is not sent.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise PayloadTooLarge(_too_large_message(self.max_bytes))
+                    refused = True
+                    await _too_large(send, self.max_bytes)
+                    return {"type": "http.disconnect"}
             return message
 
-        await self.app(scope, counted, send)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
 
 
 def _too_large_message(max_bytes: int) -> str:
-    return f"the request body is larger than the limit of {max_bytes / 2**20:.0f} MiB (DOCGROUND_MAX_UPLOAD_MB)"
+    return f"the request body is larger than the limit of {max_bytes / 2**20:.3g} MiB (DOCGROUND_MAX_UPLOAD_MB)"
 
 
 async def _too_large(send: Send, max_bytes: int) -> None:
-    body = PayloadTooLarge(_too_large_message(max_bytes))
-    import json
-
-    payload = json.dumps(body.to_dict()).encode()
+    payload = json.dumps(PayloadTooLarge(_too_large_message(max_bytes)).to_dict()).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
     await send({"type": "http.response.body", "body": payload})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding this interface keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -134,13 +134,22 @@ def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbO
 
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="port")] = 8000, home: HomeOption = None) -> None:
+          port: Annotated[int, typer.Option(help="port")] = 8000, home: HomeOption = None,
+          no_auth: Annotated[bool, typer.Option("--no-auth", help="serve a non-loopback interface without "
+                                                "DOCGROUND_ADMIN_KEY: whoever reaches it reads and writes everything")
+                             ] = False) -> None:
     """Serve the HTTP API (GET /healthz, POST /v1/knowledge-bases/{kb}/query, ...)."""
     import uvicorn
 
     from docground.api.app import create_app
+    from docground.api.auth import is_loopback
 
-    uvicorn.run(create_app(_settings(home)), host=host, port=port, log_level="info")
+    settings = _settings(home)
+    if not settings.admin_key and not is_loopback(host) and not no_auth:
+        err.print(f"[red]error:[/red] refusing to serve {host} without an admin key: set DOCGROUND_ADMIN_KEY "
+                  "(knowledge bases then need API keys), bind 127.0.0.1, or pass --no-auth")
+        raise typer.Exit(2)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
 
 from docground.errors import NotFound
+from docground.registry import KnowledgeBase
 
 from ..auth import caller, for_any_tenant, require_admin
 from ..models import KnowledgeBaseCreate, KnowledgeBaseInfo, KnowledgeBaseKey
@@ -42,11 +44,7 @@ def get_kb(kb: str, request: Request) -> KnowledgeBaseInfo:
     return _info(registry, row)
 
 
-def _names(registry):
-    from sqlalchemy import select
-
-    from docground.registry import KnowledgeBase
-
+def _names(registry) -> list[KnowledgeBase]:
     with registry.session() as s:
         return list(s.scalars(select(KnowledgeBase).order_by(KnowledgeBase.name)))
 
