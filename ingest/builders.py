@@ -22,9 +22,23 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), Non
 _WS = re.compile(r"[\t\r\n\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 
 
+# TeX sets accents as separate spacing characters before the letter ("J´an Min´aˇc").
+_SPACING_ACCENTS = {"\u00b4": "\u0301", "\u02c6": "\u0302", "\u02dc": "\u0303", "\u00a8": "\u0308",
+                    "\u02c7": "\u030c", "\u02d8": "\u0306", "\u02d9": "\u0307", "\u02da": "\u030a",
+                    "\u00b8": "\u0327", "\u02db": "\u0328"}
+_ACCENT_BEFORE_LETTER = re.compile(f"([{''.join(_SPACING_ACCENTS)}])([^\\W\\d_])")
+
+
+def _compose_accents(text: str) -> str:
+    # TeX's dotless i (\\i) takes the accent in place of the dot: ¨ı is ï.
+    return _ACCENT_BEFORE_LETTER.sub(lambda m: m.group(2).replace("ı", "i") + _SPACING_ACCENTS[m.group(1)], text)
+
+
 def clean_line_text(text: str) -> str:
     """One line of extracted text, tidy: no invisible characters, no spaces that split CJK words."""
     text = text.translate(_INVISIBLE)
+    text = unicodedata.normalize("NFC", _compose_accents(text))
+    text = text.replace("\u2018\u2018", "\u201c").replace("\u2019\u2019", "\u201d").replace("``", "\u201c")
     text = "".join(ch for ch in text if ch == " " or unicodedata.category(ch)[0] != "C")
     text = _WS.sub(" ", text)
     text = _SPACE_BETWEEN_CJK.sub("", text)

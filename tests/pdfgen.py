@@ -93,3 +93,39 @@ def image_bytes(fmt: str, size=(400, 300), dpi: int | None = None, frames: int =
         kwargs["exif"] = exif
     images[0].save(buf, format=fmt, **kwargs)
     return buf.getvalue()
+
+
+def image_only_pdf(data: bytes, dpi: int = 150, rotation: int = 0, skew: float = 0.0) -> bytes:
+    """A scan of a PDF: each page rendered at `dpi`, tilted by `skew` degrees and turned by `rotation`
+    (both counterclockwise, as the page is then displayed), with no text layer left."""
+    src = pymupdf.open(stream=data)
+    out = pymupdf.open()
+    for page in src:
+        pix = page.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY)
+        img = Image.frombytes("L", (pix.width, pix.height), pix.samples)
+        if skew:
+            img = img.rotate(skew, resample=Image.Resampling.BILINEAR, fillcolor=255)
+        img = img.rotate(rotation, expand=True) if rotation else img
+        w, h = (page.rect.height, page.rect.width) if rotation in (90, 270) else (page.rect.width, page.rect.height)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        out.new_page(width=w, height=h).insert_image(pymupdf.Rect(0, 0, w, h), stream=buf.getvalue())
+    return out.tobytes()
+
+
+def header_outside_grid_pdf() -> tuple[bytes, list[list[str]]]:
+    """A ruled table body whose header row sits above the rules, unruled (as table finders miss it)."""
+    rows = [["Source", "Tokens", "Docs"], ["Web pages", "3.71T", "2.95B"], ["Code", "83.0B", "78.7M"],
+            ["Papers", "58.6B", "38.8M"], ["Math", "12.2B", "2.89M"]]
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    page.insert_text((72, 80), "The composition of the data is given below in detail.", fontsize=10)
+    x0, cw, rh, top = 72, 130, 18, 120
+    for c, cell in enumerate(rows[0]):
+        page.insert_text((x0 + c * cw + 4, top - 5), cell, fontsize=10)
+    for r, row in enumerate(rows[1:]):
+        for c, cell in enumerate(row):
+            rect = pymupdf.Rect(x0 + c * cw, top + r * rh, x0 + (c + 1) * cw, top + (r + 1) * rh)
+            page.draw_rect(rect, color=(0, 0, 0), width=0.6)
+            page.insert_text((rect.x0 + 4, rect.y1 - 5), cell, fontsize=10)
+    return doc.tobytes(), rows

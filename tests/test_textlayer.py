@@ -98,3 +98,16 @@ def test_ruled_table_becomes_a_markdown_table_with_row_boxes():
     assert not any("1,204" in b.markdown for b in layout.blocks if b.kind != BlockKind.table)
     order = [b.kind for b in layout.blocks]
     assert order.index(BlockKind.table) == 1
+
+
+def test_header_row_above_the_rules_joins_its_table():
+    from .pdfgen import header_outside_grid_pdf
+
+    data, rows = header_outside_grid_pdf()
+    layout = parse_all(data)[0]
+    tables = [b for b in layout.blocks if b.kind == BlockKind.table]
+    assert len(tables) == 1, [b.markdown for b in layout.blocks]
+    md_rows = [r for r in tables[0].markdown.split("\n") if "---" not in r]
+    assert [c.strip() for c in md_rows[0].strip("|").split("|")] == rows[0]
+    # The sentence above the table stays text.
+    assert any(b.kind == BlockKind.text and b.markdown.startswith("The composition") for b in layout.blocks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pymupdf
 
 from ..builders import BlockDraft, TextLine
+from ..geometry import coverage, union
 from ..schema import BBox, BlockKind, Line
 
 MIN_RULES = 3
@@ -94,10 +95,61 @@ def _plausible(table) -> bool:
     return heights[-1] <= max(4 * median, 40.0)
 
 
+def _column_spans(table) -> list[tuple] | None:
+    """Each column's x-range, from cells that do not span into the next column."""
+    n = max(len(r.cells) for r in table.rows)
+    spans: list[tuple | None] = [None] * n
+    for row in table.rows:
+        cells = list(row.cells) + [None] * (n - len(row.cells))
+        for j, cell in enumerate(cells):
+            if cell is not None and (j == n - 1 or cells[j + 1] is not None):
+                prev = spans[j]
+                spans[j] = cell if prev is None else (min(prev[0], cell[0]), 0, max(prev[2], cell[2]), 0)
+    return spans if n >= 2 and all(s is not None for s in spans) else None
+
+
+def _header_above(table, words: list[tuple]) -> tuple[list[str], tuple] | None:
+    """The row right above a table whose words fall into its columns, apart by column-wide gaps: a
+    header left outside the rules (booktabs draws a rule above the header, and the finder often starts
+    one row late). An ordinary sentence above the table has even word gaps and is left alone."""
+    first = _column_spans(table)
+    if first is None:
+        return None
+    top = table.bbox[1]
+    row_h = table.rows[0].bbox[3] - table.rows[0].bbox[1]
+    above = [w for w in words if top - 1.8 * row_h <= w[3] <= top + 1 and w[0] >= table.bbox[0] - 2
+             and w[2] <= table.bbox[2] + 2]
+    if not above:
+        return None
+    nearest = max(above, key=lambda w: w[3])
+    mid, half = (nearest[1] + nearest[3]) / 2, (nearest[3] - nearest[1]) / 2
+    row = sorted((w for w in above if abs((w[1] + w[3]) / 2 - mid) <= half), key=lambda w: w[0])
+    cols: list[list[str]] = [[] for _ in first]
+    for w in row:
+        cx = (w[0] + w[2]) / 2
+        inside = [k for k, c in enumerate(first) if c[0] <= cx <= c[2]]
+        if not inside:
+            return None
+        cols[inside[0]].append(w[4])
+    populated = sum(1 for c in cols if c)
+    height = nearest[3] - nearest[1]
+    # A word space is about a quarter of the line height; a column gap is several of them.
+    wide = sum(1 for a, b in zip(row, row[1:]) if b[0] - a[2] > 0.6 * height)
+    if populated < 2 or wide < populated - 1:
+        return None
+    box = (row[0][0], min(w[1] for w in row), row[-1][2], max(w[3] for w in row))
+    return [_cell(" ".join(c)) for c in cols], box
+
+
 def _markdown(table, words: list[tuple]) -> tuple[str, list[Line], list[BBox]] | None:
     if not _plausible(table):
         return None
     cells = _cell_texts(table, words)
+    row_boxes = [tuple(r.bbox) for r in table.rows]
+    header = _header_above(table, words)
+    if header is not None and len(header[0]) == len(cells[0]):
+        cells.insert(0, header[0])
+        row_boxes.insert(0, header[1])
     if len(cells) < 2 or max(len(r) for r in cells) < 2:
         return None
     if sum(1 for row in cells for c in row if c) < 4:
@@ -115,7 +167,6 @@ def _markdown(table, words: list[tuple]) -> tuple[str, list[Line], list[BBox]] |
         parts.append(line + "\n")
         pos += len(line) + 1
     markdown = "".join(parts).rstrip("\n")
-    row_boxes = [tuple(r.bbox) for r in table.rows]
     return markdown, [Line(bbox=(0, 0, 0, 0), start=s, end=e) for s, e in spans], row_boxes
 
 
@@ -138,7 +189,9 @@ def find_table_drafts(pdf_page: pymupdf.Page, box) -> list[BlockDraft]:
             for ln, b in zip(lines, boxes, strict=False):
                 ln.bbox = b
             lines = [ln for ln in lines if ln.end > ln.start and ln.bbox != (0, 0, 0, 0)]
-            tbox = box(table.bbox)
+            tbox = union([box(table.bbox)] + boxes)
+            if any(coverage(tbox, d.bbox) > 0.5 or coverage(d.bbox, tbox) > 0.5 for d in drafts):
+                continue  # the same table found again from an overlapping region
             drafts.append(BlockDraft(BlockKind.table, [TextLine(text=markdown, bbox=tbox)],
                                      markdown_override=(markdown, lines)))
     return drafts

@@ -44,7 +44,9 @@ class TextLayerEngine:
 
         tables = find_table_drafts(pdf_page, box)
         table_boxes = [t.bbox for t in tables]
-        raw_blocks = pdf_page.get_text("dict", flags=FLAGS, sort=False)["blocks"]
+        textpage = pdf_page.get_textpage(flags=FLAGS)
+        raw_blocks = pdf_page.get_text("dict", flags=FLAGS, sort=False, textpage=textpage)["blocks"]
+        _respace_glued_words(pdf_page, textpage, raw_blocks)
         turned = pdf_page.rotation in (90, 270)  # text running down the unrotated page reads across the display
         paragraphs = [p for b in raw_blocks if b.get("type") == 0
                       for p in _paragraphs(b, box, table_boxes, turned)]
@@ -62,6 +64,31 @@ class TextLayerEngine:
                   for n, i in enumerate(order)]
         return PageLayout(page=page.number, width_pt=w, height_pt=h, blocks=blocks,
                           engine=self.name, engine_version=self.version, reason="text layer")
+
+
+_GLUED = re.compile(r"[^\W\d_]{22,}")
+WORD_GAP_EM = 0.1
+
+
+def _respace_glued_words(pdf_page: pymupdf.Page, textpage, blocks: list[dict]) -> None:
+    """Some fonts space words by position alone, with no space characters, and MuPDF's gap rule misses
+    narrow gaps: 'CompositionofthepretrainingdataforOLMo2'. Such spans are re-spaced from their
+    characters' gaps; other pages never pay for the character-level pass."""
+    glued = [(bi, li) for bi, b in enumerate(blocks) if b.get("type") == 0 for li, ln in enumerate(b["lines"])
+             if ln.get("dir", (1, 0))[0] > 0.99 and any(_GLUED.search(sp["text"]) for sp in ln["spans"])]
+    if not glued:
+        return
+    raw = pdf_page.get_text("rawdict", flags=FLAGS, sort=False, textpage=textpage)["blocks"]
+    for bi, li in glued:
+        # The whole line is re-spaced: its other spans share the font's spacing ("Table1").
+        for span, raw_span in zip(blocks[bi]["lines"][li]["spans"], raw[bi]["lines"][li]["spans"], strict=False):
+            chars, out = raw_span["chars"], []
+            for i, ch in enumerate(chars):
+                if i and ch["c"] != " " and chars[i - 1]["c"] != " " and \
+                        ch["bbox"][0] - chars[i - 1]["bbox"][2] > WORD_GAP_EM * raw_span["size"]:
+                    out.append(" ")
+                out.append(ch["c"])
+            span["text"] = "".join(out)
 
 
 def _line(raw: dict, box, turned: bool) -> TextLine | None:

@@ -14,7 +14,12 @@ from ..schema import FURNITURE, BlockKind, PageLayout
 
 REPEAT_BAND = 0.14
 MARGIN_BAND = 0.075
+OUTER_LINE_BAND = 0.12  # a lone short line this close to the edge, set apart from the body
+SIDE_MARGIN = 0.08
 MAX_CHARS = 200
+
+_PAGE_NUMBER = re.compile(r"^[-–—(\[]?\s*(page|p\.|seite|página)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
+                          r"(\s*(of|/|von|de)\s*[0-9]{1,4})?\s*[-–—)\]]?$", re.I)
 
 _DIGITS = re.compile(r"\d+")
 
@@ -71,3 +76,33 @@ def _mark_margins(layout: PageLayout) -> None:
     for b in sorted((b for b in small if b.bbox[1] >= 1 - MARGIN_BAND), key=lambda b: -b.bbox[3]):
         if all(o.bbox[3] <= b.bbox[1] + 0.002 for o in content() if o is not b):
             b.kind = BlockKind.page_footer
+    _mark_outermost(layout, content())
+    for b in content():
+        # Text set sideways in a side margin: "Downloaded from ... on <date>" stamps.
+        w, h = b.bbox[2] - b.bbox[0], b.bbox[3] - b.bbox[1]
+        if h > 5 * w and (b.bbox[2] <= SIDE_MARGIN or b.bbox[0] >= 1 - SIDE_MARGIN):
+            b.kind = BlockKind.page_header
+
+
+def _mark_outermost(layout: PageLayout, content: list) -> None:
+    """The last (first) block of a page is a page number when it is one, wherever the body ends; and a
+    single short line near the edge, set apart from the body by a gap, is a footer (header)."""
+    if len(content) < 3:
+        return
+    bottom = max(content, key=lambda b: b.bbox[3])
+    top = min(content, key=lambda b: b.bbox[1])
+    for b, band in ((bottom, "bottom"), (top, "top")):
+        text = b.markdown.lstrip("#").strip()
+        others = [o for o in content if o is not b]
+        if band == "bottom":
+            gap = b.bbox[1] - max(o.bbox[3] for o in others)
+            near_edge = b.bbox[1] >= 1 - OUTER_LINE_BAND
+        else:
+            gap = min(o.bbox[1] for o in others) - b.bbox[3]
+            near_edge = b.bbox[3] <= OUTER_LINE_BAND
+        if gap < -0.002:
+            continue
+        if _PAGE_NUMBER.match(text):
+            b.kind = BlockKind.page_number
+        elif near_edge and len(b.lines) <= 1 and len(text) <= 80 and gap >= 0.01:
+            b.kind = _furniture_kind(band)
