@@ -1,0 +1,326 @@
+"""A typed Python client for the docground HTTP API, sync and async, speaking the server's own models.
+
+    from docground.api.client import DocgroundClient
+    with DocgroundClient("http://127.0.0.1:8000", api_key="dgk_...") as dg:
+        doc = dg.wait(dg.upload("papers", "paper.pdf").document_id)
+        answer = dg.query("papers", "What dataset was used?")
+        for event in dg.query_stream("papers", "What dataset was used?", mode="generate"):
+            print(event.text if event.name == "delta" else event.response.answer)
+
+`AsyncDocgroundClient` has the same methods, awaited (`async for` for the stream). Errors the server
+answers come back as `DocgroundAPIError` with its stable `code`, the message and the HTTP status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import TypeAdapter
+
+from .models import (
+    AnswerMode,
+    DocumentAccepted,
+    DocumentDeleted,
+    DocumentList,
+    DocumentStatus,
+    KnowledgeBaseInfo,
+    KnowledgeBaseKey,
+    QueryResponse,
+)
+
+T = TypeVar("T")
+DONE_STATES = ("ready", "failed")
+
+
+class DocgroundAPIError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class StreamEvent:
+    """A server-sent event of a streamed answer: `delta` (text as the model writes it), `done` (the
+    answer to show: markers repaired, citations verified) or `error`."""
+
+    name: str
+    data: dict
+    response: QueryResponse | None = None
+
+    @property
+    def text(self) -> str:
+        return self.data.get("text", "")
+
+
+@dataclass
+class _Call(Generic[T]):
+    """One API call, whichever client sends it: the request and how to read its answer."""
+
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _model(cls: Any) -> Callable[[httpx.Response], Any]:
+    adapter = TypeAdapter(cls)
+    return lambda r: adapter.validate_python(r.json())
+
+
+def _raise_for(r: httpx.Response) -> None:
+    if r.is_success:
+        return
+    try:
+        body = r.json()
+        code, message = body.get("code", "error"), body.get("message") or str(body)
+    except ValueError:
+        code, message = "error", r.text[:500]
+    raise DocgroundAPIError(r.status_code, code, message)
+
+
+def _file(file: str | Path | bytes, filename: str | None) -> tuple[str, bytes]:
+    if isinstance(file, bytes):
+        return filename or "upload", file
+    path = Path(file)
+    return filename or path.name, path.read_bytes()
+
+
+class _Calls:
+    """The API, one function per route; both clients send what these build."""
+
+    @staticmethod
+    def health() -> _Call[bool]:
+        return _Call("GET", "/healthz", lambda r: r.json().get("status") == "ok")
+
+    @staticmethod
+    def create_knowledge_base(name: str) -> _Call[KnowledgeBaseKey]:
+        return _Call("POST", "/v1/knowledge-bases", _model(KnowledgeBaseKey), {"json": {"name": name}})
+
+    @staticmethod
+    def rotate_key(kb: str) -> _Call[KnowledgeBaseKey]:
+        return _Call("POST", f"/v1/knowledge-bases/{kb}/api-key", _model(KnowledgeBaseKey))
+
+    @staticmethod
+    def knowledge_bases() -> _Call[list[KnowledgeBaseInfo]]:
+        return _Call("GET", "/v1/knowledge-bases", _model(list[KnowledgeBaseInfo]))
+
+    @staticmethod
+    def knowledge_base(kb: str) -> _Call[KnowledgeBaseInfo]:
+        return _Call("GET", f"/v1/knowledge-bases/{kb}", _model(KnowledgeBaseInfo))
+
+    @staticmethod
+    def upload(kb: str, file: str | Path | bytes, filename: str | None,
+               idempotency_key: str | None) -> _Call[DocumentAccepted]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return _Call("POST", f"/v1/knowledge-bases/{kb}/documents", _model(DocumentAccepted),
+                     {"files": {"file": _file(file, filename)}, "headers": headers})
+
+    @staticmethod
+    def document(document_id: str) -> _Call[DocumentStatus]:
+        return _Call("GET", f"/v1/documents/{document_id}", _model(DocumentStatus))
+
+    @staticmethod
+    def documents(kb: str) -> _Call[list[DocumentStatus]]:
+        return _Call("GET", f"/v1/knowledge-bases/{kb}/documents", lambda r: DocumentList(**r.json()).documents)
+
+    @staticmethod
+    def delete_document(document_id: str) -> _Call[DocumentDeleted]:
+        return _Call("DELETE", f"/v1/documents/{document_id}", _model(DocumentDeleted))
+
+    @staticmethod
+    def query(kb: str, question: str, top_k: int, mode: AnswerMode, stream: bool = False) -> _Call[QueryResponse]:
+        body = {"query": question, "top_k": top_k, "mode": mode, "stream": stream}
+        return _Call("POST", f"/v1/knowledge-bases/{kb}/query", _model(QueryResponse), {"json": body})
+
+    @staticmethod
+    def page_image(document_id: str, page: int, dpi: int, boxes: Iterable[Iterable[float]] | None) -> _Call[bytes]:
+        params: dict[str, Any] = {"dpi": dpi}
+        if boxes:
+            params["boxes"] = ";".join(",".join(f"{v:.6f}" for v in b) for b in boxes)
+        return _Call("GET", f"/v1/documents/{document_id}/pages/{page}/image", lambda r: r.content,
+                     {"params": params})
+
+
+class _Events:
+    """Server-sent events read line by line."""
+
+    def __init__(self):
+        self.name, self.data = "message", ""
+
+    def feed(self, line: str) -> StreamEvent | None:
+        if line.startswith("event:"):
+            self.name = line[6:].strip()
+        elif line.startswith("data:"):
+            self.data += line[5:].strip()
+        elif not line and self.data:
+            data = json.loads(self.data)
+            event = StreamEvent(self.name, data, QueryResponse(**data) if self.name == "done" else None)
+            self.name, self.data = "message", ""
+            if event.name == "error":
+                raise DocgroundAPIError(200, data.get("code", "error"), data.get("message", ""))
+            return event
+        return None
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class DocgroundClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 120.0,
+                 transport: httpx.BaseTransport | None = None):
+        self.http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout, transport=transport)
+
+    def _run(self, call: _Call[T]) -> T:
+        r = self.http.request(call.method, call.path, **call.kwargs)
+        _raise_for(r)
+        return call.parse(r)
+
+    def health(self) -> bool:
+        return self._run(_Calls.health())
+
+    def create_knowledge_base(self, name: str) -> KnowledgeBaseKey:
+        """Admin only (with DOCGROUND_ADMIN_KEY set): the new knowledge base and its API key, shown once."""
+        return self._run(_Calls.create_knowledge_base(name))
+
+    def rotate_key(self, kb: str) -> KnowledgeBaseKey:
+        return self._run(_Calls.rotate_key(kb))
+
+    def knowledge_bases(self) -> list[KnowledgeBaseInfo]:
+        return self._run(_Calls.knowledge_bases())
+
+    def knowledge_base(self, kb: str) -> KnowledgeBaseInfo:
+        return self._run(_Calls.knowledge_base(kb))
+
+    def upload(self, kb: str, file: str | Path | bytes, filename: str | None = None,
+               idempotency_key: str | None = None) -> DocumentAccepted:
+        return self._run(_Calls.upload(kb, file, filename, idempotency_key))
+
+    def document(self, document_id: str) -> DocumentStatus:
+        return self._run(_Calls.document(document_id))
+
+    def documents(self, kb: str) -> list[DocumentStatus]:
+        return self._run(_Calls.documents(kb))
+
+    def delete_document(self, document_id: str) -> DocumentDeleted:
+        return self._run(_Calls.delete_document(document_id))
+
+    def wait(self, document_id: str, timeout: float = 600.0, poll: float = 0.5) -> DocumentStatus:
+        """The document's status once it is ready or failed (TimeoutError after `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while (status := self.document(document_id)).status not in DONE_STATES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"document {document_id} is still {status.status} after {timeout:.0f} s")
+            time.sleep(poll)
+        return status
+
+    def query(self, kb: str, question: str, top_k: int = 5, mode: AnswerMode = "auto") -> QueryResponse:
+        return self._run(_Calls.query(kb, question, top_k, mode))
+
+    def query_stream(self, kb: str, question: str, top_k: int = 5, mode: AnswerMode = "auto") -> Iterator[StreamEvent]:
+        call = _Calls.query(kb, question, top_k, mode, stream=True)
+        with self.http.stream(call.method, call.path, **call.kwargs) as r:
+            if not r.is_success:
+                r.read()
+                _raise_for(r)
+            events = _Events()
+            for line in r.iter_lines():
+                if (event := events.feed(line)) is not None:
+                    yield event
+
+    def page_image(self, document_id: str, page: int, dpi: int = 110,
+                   boxes: Iterable[Iterable[float]] | None = None) -> bytes:
+        """The page as a PNG, with the given boxes (0..1, top-left origin) highlighted."""
+        return self._run(_Calls.page_image(document_id, page, dpi, boxes))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> DocgroundClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class AsyncDocgroundClient:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, timeout: float = 120.0,
+                 transport: httpx.AsyncBaseTransport | None = None):
+        self.http = httpx.AsyncClient(base_url=base_url, headers=_headers(api_key), timeout=timeout,
+                                      transport=transport)
+
+    async def _run(self, call: _Call[T]) -> T:
+        r = await self.http.request(call.method, call.path, **call.kwargs)
+        _raise_for(r)
+        return call.parse(r)
+
+    async def health(self) -> bool:
+        return await self._run(_Calls.health())
+
+    async def create_knowledge_base(self, name: str) -> KnowledgeBaseKey:
+        return await self._run(_Calls.create_knowledge_base(name))
+
+    async def rotate_key(self, kb: str) -> KnowledgeBaseKey:
+        return await self._run(_Calls.rotate_key(kb))
+
+    async def knowledge_bases(self) -> list[KnowledgeBaseInfo]:
+        return await self._run(_Calls.knowledge_bases())
+
+    async def knowledge_base(self, kb: str) -> KnowledgeBaseInfo:
+        return await self._run(_Calls.knowledge_base(kb))
+
+    async def upload(self, kb: str, file: str | Path | bytes, filename: str | None = None,
+                     idempotency_key: str | None = None) -> DocumentAccepted:
+        return await self._run(_Calls.upload(kb, file, filename, idempotency_key))
+
+    async def document(self, document_id: str) -> DocumentStatus:
+        return await self._run(_Calls.document(document_id))
+
+    async def documents(self, kb: str) -> list[DocumentStatus]:
+        return await self._run(_Calls.documents(kb))
+
+    async def delete_document(self, document_id: str) -> DocumentDeleted:
+        return await self._run(_Calls.delete_document(document_id))
+
+    async def wait(self, document_id: str, timeout: float = 600.0, poll: float = 0.5) -> DocumentStatus:
+        deadline = time.monotonic() + timeout
+        while (status := await self.document(document_id)).status not in DONE_STATES:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"document {document_id} is still {status.status} after {timeout:.0f} s")
+            await asyncio.sleep(poll)
+        return status
+
+    async def query(self, kb: str, question: str, top_k: int = 5, mode: AnswerMode = "auto") -> QueryResponse:
+        return await self._run(_Calls.query(kb, question, top_k, mode))
+
+    async def query_stream(self, kb: str, question: str, top_k: int = 5,
+                           mode: AnswerMode = "auto") -> AsyncIterator[StreamEvent]:
+        call = _Calls.query(kb, question, top_k, mode, stream=True)
+        async with self.http.stream(call.method, call.path, **call.kwargs) as r:
+            if not r.is_success:
+                await r.aread()
+                _raise_for(r)
+            events = _Events()
+            async for line in r.aiter_lines():
+                if (event := events.feed(line)) is not None:
+                    yield event
+
+    async def page_image(self, document_id: str, page: int, dpi: int = 110,
+                         boxes: Iterable[Iterable[float]] | None = None) -> bytes:
+        return await self._run(_Calls.page_image(document_id, page, dpi, boxes))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncDocgroundClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
