@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # Debian packages the project uses: Tesseract (CPU OCR), Redis (broker for tests), Chromium (viewer test).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra \
-	tesseract-ocr-jpn tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu redis-server chromium
+	tesseract-ocr-jpn tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-osd \
+	tesseract-ocr-jpn-vert tesseract-ocr-chi-sim-vert tesseract-ocr-chi-tra-vert redis-server chromium
 # torch: the CPU build unless a GPU is present. TORCH_INDEX may name an extra index (e.g. the PyTorch CPU one).
 TORCH_VERSION ?= 2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)

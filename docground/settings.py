@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     ocr_preprocess_workers: int = Field(-1, description="processes rendering pages for in-process vLLM; -1 = auto")
     ocr_batch_size: int = Field(8, description="pages per generate call on the transformers backend")
     ocr_languages: str = Field("auto", description="Tesseract languages (e.g. eng+chi_sim) or auto")
+    ocr_dpi: int = Field(200, description="resolution pages are rendered at for Tesseract")
+    ocr_workers: int = Field(0, description="pages Tesseract reads at once; 0 = one per core")
+    ocr_memory_mb: int = Field(2048, description="memory Tesseract's page workers may use together, in MiB")
+    tessdata_dir: Path = Field(Path("/usr/share/tesseract-ocr/5/tessdata"), description="Tesseract's language data")
 
     # registry and queue
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite under home when unset")

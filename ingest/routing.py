@@ -1,16 +1,47 @@
-"""Which engine reads each page, and why: every page records both."""
+"""Which engine reads each page, and why: every page records both.
+
+The text layer when it is present and sane; OCR when the page is an image, or its text layer is empty,
+garbled (glyphs without a Unicode mapping, private-use codes, `(cid:N)` runs, symbol soup from a broken
+font encoding) or covers only part of the visible text (a page of little text whose images or vector
+glyph outlines hold the rest). The OCR engine is what the factory built: DeepSeek-OCR-2 when configured,
+else the CPU engine.
+
+The check must stay cheap on born-digital pages (ingest speed is benchmarked against pymupdf4llm): it reads
+the plain text once and the page's image list (a resource lookup); images are placed and drawings counted
+only on pages with little text. Nothing is rendered.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
+
+import pymupdf
 
 from .engines.base import PageEngine, parse_many
 from .engines.textlayer import TextLayerEngine
+from .geometry import area, normalize, union
 from .providers import SourcePage
 from .providers.pdf import PdfPage
 from .schema import PageLayout
 
 MIN_TEXT_CHARS = 16
+# Share of non-space characters that may be unreadable before the text layer counts as garbled.
+MAX_UNREADABLE_SHARE = 0.1
+# Below this share of letters and digits, the text is symbol soup (a font whose encoding maps glyphs to
+# the wrong codes); judged only on pages with enough text to tell.
+MIN_ALNUM_SHARE = 0.4
+MIN_CHARS_TO_JUDGE = 50
+# Pages with less text than this are checked for text the layer does not hold.
+SPARSE_TEXT_CHARS = 400
+# Images covering this much of a sparse page probably hold its text (a screenshot, a pasted scan).
+MIN_IMAGE_SHARE = 0.2
+# A sparse page with this many glyph-sized vector paths has text drawn as curves.
+MIN_GLYPH_PATHS = 300
+MAX_GLYPH_SIDE = 0.04  # of the page's longer side
+
+_CID = re.compile(r"\(cid:\d+\)")
 
 
 @dataclass
@@ -19,8 +50,60 @@ class Route:
     reason: str
 
 
+def unreadable_share(text: str) -> float:
+    """Share of non-space characters no one can read: U+FFFD, private-use codes, controls, `(cid:N)` runs."""
+    cid_chars = sum(len(m) for m in _CID.findall(text))
+    text = _CID.sub("", text)
+    chars = [ch for ch in text if not ch.isspace()]
+    total = len(chars) + cid_chars
+    if total == 0:
+        return 0.0
+    bad = sum(1 for ch in chars if ch == "\ufffd" or unicodedata.category(ch) in ("Co", "Cc", "Cs"))
+    return (bad + cid_chars) / total
+
+
+def alnum_share(text: str) -> float:
+    chars = [ch for ch in text if not ch.isspace()]
+    return sum(1 for ch in chars if ch.isalnum()) / len(chars) if chars else 0.0
+
+
+def text_layer_problem(pdf_page: pymupdf.Page) -> str | None:
+    """Why this page's text layer cannot be trusted to hold its text; None when it can."""
+    text = pdf_page.get_text("text")
+    chars = len(text.strip())
+    if chars == 0:
+        return "no text layer"
+    if chars < MIN_TEXT_CHARS:
+        return f"text layer nearly empty ({chars} characters)"
+    bad = unreadable_share(text)
+    if bad > MAX_UNREADABLE_SHARE:
+        return f"text layer garbled ({bad:.0%} unmapped or private-use glyphs)"
+    if chars >= MIN_CHARS_TO_JUDGE and (share := alnum_share(text)) < MIN_ALNUM_SHARE:
+        return f"text layer garbled (only {share:.0%} letters or digits)"
+    if chars < SPARSE_TEXT_CHARS:
+        return _hidden_text(pdf_page, chars)
+    return None
+
+
+def _hidden_text(pdf_page: pymupdf.Page, chars: int) -> str | None:
+    """On a page of little text: images or glyph outlines that probably hold the text the layer lacks."""
+    w, h = pdf_page.rect.width, pdf_page.rect.height
+    if pdf_page.get_images():
+        shown = [pymupdf.Rect(info["bbox"]) * pdf_page.rotation_matrix for info in pdf_page.get_image_info()]
+        boxes = [normalize(r.x0, r.y0, r.x1, r.y1, w, h) for r in shown]
+        share = min(1.0, sum(area(b) for b in boxes), area(union(boxes))) if boxes else 0.0
+        if share >= MIN_IMAGE_SHARE:
+            return f"text layer covers part of the page ({chars} characters; images cover {share:.0%})"
+    side = MAX_GLYPH_SIDE * max(w, h)
+    glyphs = sum(1 for d in pdf_page.get_cdrawings()
+                 if (r := d.get("rect")) is not None and 0 < r[2] - r[0] < side and 0 < r[3] - r[1] < side)
+    if glyphs >= MIN_GLYPH_PATHS:
+        return f"text layer covers part of the page ({chars} characters; {glyphs} glyph-sized vector paths)"
+    return None
+
+
 class Router:
-    """Text layer for born-digital pages; pages without one go to the OCR engine, when there is one."""
+    """Text layer for born-digital pages; everything else goes to the OCR engine, when there is one."""
 
     def __init__(self, ocr: PageEngine | None = None):
         self.textlayer = TextLayerEngine()
@@ -31,16 +114,18 @@ class Router:
         return [e for e in (self.textlayer, self.ocr) if e is not None]
 
     def route(self, page: SourcePage) -> Route:
-        if isinstance(page, PdfPage):
-            chars = len(page.pdf_page.get_text("text").strip())
-            if chars >= MIN_TEXT_CHARS:
-                return Route(self.textlayer, "text layer")
-            reason = "no text layer" if chars == 0 else f"text layer nearly empty ({chars} characters)"
-        else:
+        if not isinstance(page, PdfPage):
             reason = "image page"
-        if self.ocr is None:
-            return Route(None, f"{reason}; no OCR engine available")
-        return Route(self.ocr, reason)
+        elif (problem := text_layer_problem(page.pdf_page)) is None:
+            return Route(self.textlayer, "text layer")
+        else:
+            reason = problem
+        if self.ocr is not None:
+            return Route(self.ocr, reason)
+        if isinstance(page, PdfPage) and reason != "no text layer":
+            # Some text beats none: without OCR, even a doubtful text layer is read.
+            return Route(self.textlayer, f"{reason}; no OCR engine available, text layer used")
+        return Route(None, f"{reason}; no OCR engine available")
 
     def parse(self, page: SourcePage, document_id: str) -> PageLayout:
         return self.parse_many([page], document_id)[0]

@@ -129,3 +129,55 @@ def header_outside_grid_pdf() -> tuple[bytes, list[list[str]]]:
             page.draw_rect(rect, color=(0, 0, 0), width=0.6)
             page.insert_text((rect.x0 + 4, rect.y1 - 5), cell, fontsize=10)
     return doc.tobytes(), rows
+
+
+# Prose written for these tests: a title and three paragraphs per language, in PyMuPDF's built-in fonts.
+PROSE = {
+    "ko": ("korea", [
+        "문서 이해와 검색 증강 생성",
+        ("문서 이해와 검색 증강 생성은 기업의 지식 관리에 점점 더 중요해지고 있다. 스캔한 계약서, 사진으로 찍은 "
+        "영수증, 오래된 보고서는 텍스트 층이 없기 때문에 광학 문자 인식을 거쳐야 검색할 수 있다. 이 시스템은 각 "
+        "페이지를 읽고, 문단과 줄의 위치를 기록하며, 질문에 답할 때 근거가 된 정확한 줄을 표시한다."),
+        ("두 번째 문단에서는 처리 속도와 정확도를 다룬다. 그래픽 처리 장치가 없는 컴퓨터에서도 테서랙트 엔진은 한 "
+        "페이지를 약 일 초 안에 읽는다. 회전된 페이지와 약간 기울어진 스캔도 자동으로 바로잡으며, 결과 상자는 "
+        "화면에 보이는 페이지의 좌표로 돌려준다. 사용자는 인용된 줄을 눌러 원문을 확인할 수 있다."),
+        ("한국어는 단어 사이를 띄어 쓰므로 줄을 합칠 때 공백을 지켜야 한다. 중국어와 일본어는 띄어쓰기 없이 "
+        "쓰이므로 글자 사이의 공백을 지운다. 이러한 규칙은 검색 품질에 직접 영향을 준다."),
+    ]),
+    "ja": ("japan", [
+        "文書理解と検索拡張生成",
+        ("スキャンした契約書や写真に撮った領収書には文字の層がないため、光学文字認識を通さなければ検索できない。"
+        "このシステムは各ページを読み取り、段落と行の位置を記録し、質問に答えるときに根拠となった正確な行を示す。"),
+        ("画像処理装置のない計算機でも、この読み取り機能は一ページを数秒で読み取る。回転したページや少し傾いた"
+        "スキャンも自動的に補正され、結果の枠は画面に表示されるページの座標に戻される。"),
+        ("日本語と中国語は単語の間に空白を入れずに書くため、行をつなぐときに文字の間の空白を取り除く。"
+        "このような規則は検索の品質に直接影響する。"),
+    ]),
+    "zh": ("china-s", [
+        "文档理解与检索增强生成",
+        ("扫描的合同、用手机拍摄的收据和旧报告没有文字层，必须经过光学字符识别才能被检索。本系统读取每一页，"
+        "记录段落和文字行的位置，并在回答问题时标出作为依据的准确行。"),
+        ("即使在没有图形处理器的计算机上，这个识别引擎也能在几秒内读完一页。旋转的页面和轻微倾斜的扫描件会被"
+        "自动校正，结果框会映射回页面显示时的坐标。"),
+        "中文和日文的词语之间不加空格，因此合并行时要删除字符之间的空格。这些规则直接影响检索质量。",
+    ]),
+}
+CJK_LINE_CHARS = 34  # Chinese and Japanese wrap anywhere: lines of this many characters
+
+
+def prose_pdf(language: str) -> bytes:
+    font, paragraphs = PROSE[language]
+    doc = pymupdf.open()
+    page = doc.new_page(width=595, height=842)
+    y = 90.0
+    for i, text in enumerate(paragraphs):
+        size = 18.0 if i == 0 else 11.0
+        if language == "ko":  # Korean wraps at spaces
+            rect = pymupdf.Rect(72, y - size, 523, y + 400)
+            y += 400 - page.insert_textbox(rect, text, fontname=font, fontsize=size, lineheight=1.5)
+        else:
+            for start in range(0, len(text), CJK_LINE_CHARS):
+                page.insert_text((72, y), text[start:start + CJK_LINE_CHARS], fontname=font, fontsize=size)
+                y += size * 1.5
+        y += size * 1.5
+    return doc.tobytes()

@@ -9,8 +9,15 @@ from .base import PageEngine
 
 
 def build_cpu_ocr(settings: Settings) -> PageEngine | None:
-    """The CPU OCR engine (Tesseract), or None where it is not installed."""
-    return None
+    """The CPU OCR engine (Tesseract), or None where tesserocr or its language data is not installed."""
+    try:
+        from .tesseract import TesseractEngine, installed_languages
+    except ImportError:
+        return None
+    if not installed_languages(settings.tessdata_dir):
+        return None
+    return TesseractEngine(settings.tessdata_dir, settings.ocr_languages, settings.ocr_dpi, settings.ocr_workers,
+                           settings.ocr_memory_mb)
 
 
 def build_vision_ocr(settings: Settings, fallback: PageEngine | None) -> PageEngine | None:

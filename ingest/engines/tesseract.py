@@ -1,0 +1,337 @@
+"""Scans and photos on the CPU: Tesseract (through tesserocr) into the same page layout the text layer gives.
+
+Each page is rendered, turned upright and levelled (`processors/orientation.py`), and read line by line;
+Tesseract's paragraphs become blocks whose lines keep their boxes, mapped back to the page as displayed.
+
+Orientation and languages are settled cheaply: a page is first read as it stands, in the languages that
+worked for the document's earlier pages. Only when that reading is unsure does Tesseract's orientation
+and script detection run, and the page is read again turned and/or in the script's languages; the more
+confident reading wins. Pages of a batch are read in parallel threads (tesserocr releases the GIL), as
+many as the cores and the memory budget allow; rendering stays on the calling thread because PyMuPDF
+documents must not be used from several threads.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+# Tesseract built with OpenMP (as Debian's is) thrashes when pages are already read in parallel; the
+# limit must be set before the library loads.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+import tesserocr
+from tesserocr import OEM, PSM, RIL, PyTessBaseAPI, WritingDirection, iterate_level
+
+from docground.errors import InvalidRequest
+
+from ..builders import TextLine, build_block, clean_line_text
+from ..geometry import normalize
+from ..processors.orientation import Upright, correction, detect_rotation
+from ..processors.reading_order import reading_order
+from ..providers import SourcePage
+from ..schema import BBox, PageLayout
+from .base import block_id
+from .textlayer import _body_size, _classify, _mark_title
+
+TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
+DEFAULT_LANGUAGES = "eng"
+# Languages for the scripts Tesseract's script detection names (those installed are used). The `_vert`
+# models read vertical Chinese and Japanese; Tesseract picks them for vertical lines only.
+SCRIPT_LANGUAGES = {
+    "Latin": "eng", "Han": "chi_sim+chi_sim_vert", "Japanese": "jpn+jpn_vert", "Katakana": "jpn+jpn_vert",
+    "Hiragana": "jpn+jpn_vert", "Hangul": "kor", "Korean": "kor",
+}
+# Mean line confidence (0..100) from which a first reading is taken without checking orientation.
+CONFIDENT = 70.0
+# A line below this confidence that is also short is noise read from specks, rules or pictures.
+NOISE_CONFIDENCE = 30.0
+# Resident memory per reading thread: the language model plus a page image and Tesseract's copies of it.
+MB_PER_WORKER = 300
+# Pages larger than this (posters, 600 DPI photos) are read at a lower resolution, to bound that memory.
+MAX_PIXELS = 25_000_000
+# Below this, a page image's resolution is a guess (an image file without one counts as 72 DPI), and
+# Tesseract estimates it better from the text itself.
+MIN_KNOWN_PPI = 100
+DOCUMENTS_REMEMBERED = 64
+
+
+@dataclass
+class OcrLine:
+    text: str
+    box: tuple[int, int, int, int]  # pixels of the corrected image
+    confidence: float  # 0..100
+    row_height: float  # pixels
+    paragraph_start: bool
+    vertical: bool
+
+
+@dataclass
+class Reading:
+    """One pass of Tesseract over one corrected page image."""
+
+    upright: Upright
+    languages: str
+    lines: list[OcrLine] = field(default_factory=list)
+
+    @property
+    def rotation(self) -> int:
+        """The quarter turn the page was read at (the rest of the angle is skew)."""
+        return round(self.upright.angle / 90) * 90 % 360
+
+    @property
+    def chars(self) -> int:
+        return sum(len(ln.text) for ln in self.lines)
+
+    @property
+    def confidence(self) -> float:
+        chars = self.chars
+        return sum(ln.confidence * len(ln.text) for ln in self.lines) / chars if chars else 0.0
+
+
+class TesseractEngine:
+    name = "tesseract"
+
+    def __init__(self, tessdata: Path = TESSDATA, languages: str = "auto", dpi: int = 200, workers: int = 0,
+                 memory_mb: int = 2048):
+        self.tessdata = Path(tessdata)
+        self.installed = installed_languages(self.tessdata)
+        self.has_osd = (self.tessdata / "osd.traineddata").is_file()
+        languages = languages.strip()
+        self.fixed_languages = None if languages in ("", "auto") else languages
+        missing = [lang for lang in (self.fixed_languages or "").split("+") if lang and lang not in self.installed]
+        if missing:
+            raise InvalidRequest(
+                f"OCR languages not installed: {', '.join(missing)}; {self.tessdata} has "
+                f"{', '.join(sorted(self.installed)) or 'none'} (set DOCGROUND_OCR_LANGUAGES, or install "
+                "tesseract-ocr-<lang>)")
+        self.dpi = dpi
+        self.workers = max(1, min(workers or _cores(), memory_mb // MB_PER_WORKER))
+        self.version = "1+" + tesserocr.tesseract_version().split()[1]
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        self._hints: OrderedDict[str, Hint] = OrderedDict()
+
+    # ---- the PageEngine contract
+    def parse(self, page: SourcePage, document_id: str) -> PageLayout:
+        return self.parse_many([page], document_id)[0]
+
+    def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
+        """Pages read in parallel; at most one rendered image per reading thread waits in memory."""
+        results: list[PageLayout | None] = [None] * len(pages)
+        todo = list(enumerate(pages))
+        if todo and document_id not in self._hints:
+            # The first page settles the document's languages and turn, so that the others start with them.
+            i, page = todo.pop(0)
+            results[i] = self._parse_image(self._render(page), _PageInfo.of(page), document_id)
+        pending: dict[Future, int] = {}
+        pool = self._executor()
+        for i, page in todo:
+            while len(pending) >= self.workers:
+                self._collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
+            pending[pool.submit(self._parse_image, self._render(page), _PageInfo.of(page), document_id)] = i
+        while pending:
+            self._collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
+        return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _collect(done, pending: dict[Future, int], results: list) -> None:
+        for future in done:
+            results[pending.pop(future)] = future.result()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tesseract")
+            return self._pool
+
+    def _render(self, page: SourcePage) -> Image.Image:
+        at_dpi = page.width_pt * page.height_pt * (self.dpi / 72) ** 2
+        dpi = self.dpi if at_dpi <= MAX_PIXELS else int(self.dpi * (MAX_PIXELS / at_dpi) ** 0.5)
+        image = page.render(dpi)  # an image page may come back at its own resolution
+        if image.width * image.height > MAX_PIXELS:
+            scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
+            image = image.resize((int(image.width * scale), int(image.height * scale)), Image.Resampling.BOX)
+        return image.convert("L")
+
+    # ---- one page
+    def _parse_image(self, image: Image.Image, info: _PageInfo, document_id: str) -> PageLayout:
+        ppi = round(image.width * 72 / info.width_pt)
+        hint = self._hint_for(document_id)
+        reading = self._read(image, correction(image, hint.rotation), hint.languages, ppi)
+        if reading.confidence < CONFIDENT:
+            retry = self._reread(image, reading, ppi)
+            if retry is not None and _better(retry, reading):
+                reading = retry
+        if reading.lines:
+            self._remember(document_id, Hint(reading.languages, reading.rotation))
+        return self._layout(reading, image, info, document_id)
+
+    def _reread(self, image: Image.Image, first: Reading, ppi: int) -> Reading | None:
+        """Read again turned upright and in the page's script, when orientation detection says otherwise."""
+        guess = detect_rotation(image, self._osd(), ppi) if self.has_osd else None
+        if guess is None:
+            return None
+        languages = first.languages
+        if self.fixed_languages is None and guess.script in SCRIPT_LANGUAGES:
+            languages = self._installed_or(SCRIPT_LANGUAGES[guess.script], languages)
+        if guess.rotation == first.rotation and languages == first.languages:
+            return None
+        return self._read(image, correction(image, guess.rotation), languages, ppi)
+
+    def _read(self, image: Image.Image, upright: Upright, languages: str, ppi: int) -> Reading:
+        api = self._api(languages)
+        api.SetImage(upright.apply(image))
+        if ppi >= MIN_KNOWN_PPI:
+            api.SetSourceResolution(ppi)
+        api.Recognize()
+        reading = Reading(upright, languages)
+        iterator = api.GetIterator()
+        if iterator is None:
+            return reading
+        paragraph_start = False
+        for r in iterate_level(iterator, RIL.TEXTLINE):
+            paragraph_start = paragraph_start or r.IsAtBeginningOf(RIL.PARA)  # kept past a skipped line
+            text = clean_line_text(r.GetUTF8Text(RIL.TEXTLINE) or "")
+            confidence = r.Confidence(RIL.TEXTLINE)
+            if not any(ch.isalnum() for ch in text) or (confidence < NOISE_CONFIDENCE and len(text) < 4):
+                continue
+            reading.lines.append(OcrLine(
+                text=text, box=r.BoundingBox(RIL.TEXTLINE), confidence=confidence,
+                row_height=float(r.RowAttributes()["row_height"]), paragraph_start=paragraph_start,
+                vertical=r.Orientation()[1] == WritingDirection.TOP_TO_BOTTOM,
+            ))
+            paragraph_start = False
+        return reading
+
+    def _layout(self, reading: Reading, image: Image.Image, info: _PageInfo, document_id: str) -> PageLayout:
+        """Blocks classified and ordered as the upright page reads; their line boxes then go back to the page
+        as displayed."""
+        upright = reading.upright
+        uw, uh = upright.upright_size
+        pt_per_px = info.width_pt / image.width
+        paragraphs: list[list[TextLine]] = []
+        for ln in reading.lines:
+            line = TextLine(text=ln.text, bbox=normalize(*ln.box, uw, uh),
+                            size=round(ln.row_height * pt_per_px * 2) / 2, vertical=ln.vertical,
+                            confidence=round(ln.confidence / 100, 4))
+            if paragraphs and not ln.paragraph_start and not _size_breaks(paragraphs[-1][-1], line):
+                paragraphs[-1].append(line)
+            else:
+                paragraphs.append([line])
+        body = _body_size(paragraphs)
+        drafts = [_classify(p, body, info.number) for p in paragraphs]
+        _mark_title(drafts, info.number, body)
+        order = reading_order([_as_horizontal(d.bbox) if _mostly_vertical(drafts) else d.bbox for d in drafts])
+        for d in drafts:
+            for line in d.lines:
+                x0, y0, x1, y1 = line.bbox
+                line.bbox = upright.to_page(x0 * uw, y0 * uh, x1 * uw, y1 * uh)
+        blocks = [build_block(drafts[i], block_id(document_id, info.number, n), info.number)
+                  for n, i in enumerate(order)]
+        return PageLayout(page=info.number, width_pt=info.width_pt, height_pt=info.height_pt, blocks=blocks,
+                          engine=self.name, engine_version=self.version, reason=_describe(reading))
+
+    # ---- what a document's earlier pages taught
+    def _hint_for(self, document_id: str) -> Hint:
+        default = Hint(self.fixed_languages or self._installed_or(DEFAULT_LANGUAGES, "eng"), 0)
+        return self._hints.get(document_id, default)
+
+    def _remember(self, document_id: str, hint: Hint) -> None:
+        with self._pool_lock:
+            self._hints[document_id] = hint
+            self._hints.move_to_end(document_id)
+            while len(self._hints) > DOCUMENTS_REMEMBERED:
+                self._hints.popitem(last=False)
+
+    def _installed_or(self, wanted: str, fallback: str) -> str:
+        return "+".join(lang for lang in wanted.split("+") if lang in self.installed) or fallback
+
+    # ---- per-thread Tesseract instances (an instance is not safe to share between threads)
+    def _api(self, languages: str):
+        apis = self._local.__dict__.setdefault("apis", {})
+        if languages not in apis:
+            apis[languages] = PyTessBaseAPI(path=str(self.tessdata), lang=languages, psm=PSM.AUTO,
+                                            oem=OEM.LSTM_ONLY)
+        return apis[languages]
+
+    def _osd(self):
+        if not hasattr(self._local, "osd"):
+            self._local.osd = PyTessBaseAPI(path=str(self.tessdata), lang="osd", psm=PSM.OSD_ONLY)
+        return self._local.osd
+
+
+@dataclass(frozen=True)
+class Hint:
+    """How a document's last page was read best: where the next page's first reading starts."""
+
+    languages: str
+    rotation: int
+
+
+@dataclass(frozen=True)
+class _PageInfo:
+    """What a reading thread needs of a page: never the page object itself (PyMuPDF is single-threaded)."""
+
+    number: int
+    width_pt: float
+    height_pt: float
+
+    @classmethod
+    def of(cls, page: SourcePage) -> _PageInfo:
+        return cls(page.number, page.width_pt, page.height_pt)
+
+
+def _better(retry: Reading, first: Reading) -> bool:
+    """A second reading wins when it is more confident and did not lose most of the text doing so."""
+    return retry.confidence > first.confidence and retry.chars >= 0.25 * first.chars
+
+
+def _mostly_vertical(drafts: list) -> bool:
+    vertical = sum(len(d.text) for d in drafts if d.lines[0].vertical)
+    return vertical > 0.5 * sum(len(d.text) for d in drafts)
+
+
+def _as_horizontal(box: BBox) -> BBox:
+    """A box on a page of vertical lines read right to left, turned so those lines read as rows top to
+    bottom: reading order's column logic then sees paragraphs side by side, not one-character-wide strips."""
+    x0, y0, x1, y1 = box
+    return (y0, 1 - x1, y1, 1 - x0)
+
+
+def _size_breaks(prev: TextLine, line: TextLine) -> bool:
+    """A heading set in a larger size stays apart from the paragraph Tesseract joined it to."""
+    return abs(prev.size - line.size) > 0.25 * max(prev.size, line.size, 1e-6)
+
+
+def _describe(reading: Reading) -> str:
+    parts = [f"tesseract {reading.languages}"]
+    if reading.rotation:
+        parts.append(f"turned {reading.rotation}°")
+    skew = (reading.upright.angle - reading.rotation + 180) % 360 - 180
+    if abs(skew) >= 0.01:
+        parts.append(f"levelled {skew:+.2f}°")
+    parts.append(f"confidence {reading.confidence / 100:.2f}")
+    return ", ".join(parts)
+
+
+def installed_languages(tessdata: Path) -> set[str]:
+    """The language models in a tessdata folder (the orientation model `osd` is not a language)."""
+    if not Path(tessdata).is_dir():
+        return set()
+    return set(tesserocr.get_languages(str(tessdata))[1]) - {"osd"}
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
