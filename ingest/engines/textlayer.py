@@ -27,6 +27,8 @@ _LIST_START = re.compile(r"^([•◦▪‣∙·●○■□▶►➢✓✔–—
 _PAGE_NUMBER = re.compile(r"^[-–—(\[]?\s*(page|p\.|seite|página)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
                           r"(\s*(of|/|von|de)\s*[0-9]{1,4})?\s*[-–—)\]]?$", re.I)
 _SENTENCE_END = re.compile(r"[.:;!?。！？]$")
+_MATH_SYMBOL = re.compile(r"[=∑∫∂∇≤≥≈±×÷√∞∈∀∃⋅−→↦]")
+_WORD = re.compile(r"[^\W\d_]{4,}")
 
 
 class TextLayerEngine:
@@ -57,11 +59,8 @@ class TextLayerEngine:
         drafts += _figures(pdf_page, box, table_boxes)
         _mark_title(drafts, page.number, body)
 
-        vertical = sum(len(d.text) for d in drafts if d.lines and d.lines[0].vertical)
-        total = sum(len(d.text) for d in drafts) or 1
-        order = reading_order([d.bbox for d in drafts], right_to_left=vertical / total > 0.5)
-        blocks = [build_block(drafts[i], block_id(document_id, page.number, n), page.number)
-                  for n, i in enumerate(order)]
+        drafts = _in_reading_order(drafts)
+        blocks = [build_block(d, block_id(document_id, page.number, n), page.number) for n, d in enumerate(drafts)]
         return PageLayout(page=page.number, width_pt=w, height_pt=h, blocks=blocks,
                           engine=self.name, engine_version=self.version, reason="text layer")
 
@@ -89,6 +88,22 @@ def _respace_glued_words(pdf_page: pymupdf.Page, textpage, blocks: list[dict]) -
                     out.append(" ")
                 out.append(ch["c"])
             span["text"] = "".join(out)
+
+
+def _in_reading_order(drafts: list[BlockDraft]) -> list[BlockDraft]:
+    """Images with text set on top of them (card backgrounds, shaded panels) do not steer the order:
+    the rest is ordered, and each such image goes right before the first block it holds."""
+    texts = [d for d in drafts if d.kind != BlockKind.figure]
+    holders = {id(f): [t for t in texts if coverage(t.bbox, f.bbox) > 0.8]
+               for f in drafts if f.kind == BlockKind.figure}
+    steering = [d for d in drafts if d.kind != BlockKind.figure or not holders[id(d)]]
+    vertical = sum(len(d.text) for d in steering if d.lines and d.lines[0].vertical)
+    total = sum(len(d.text) for d in steering) or 1
+    ordered = [steering[i] for i in reading_order([d.bbox for d in steering], right_to_left=vertical / total > 0.5)]
+    for figure in (d for d in drafts if d.kind == BlockKind.figure and holders[id(d)]):
+        at = min(ordered.index(t) for t in holders[id(figure)])
+        ordered.insert(at, figure)
+    return ordered
 
 
 def _line(raw: dict, box, turned: bool) -> TextLine | None:
@@ -204,6 +219,8 @@ def _classify(lines: list[TextLine], body: float, page: int) -> BlockDraft:
         return BlockDraft(BlockKind.page_number, lines)
     if _CAPTION.match(text):
         return BlockDraft(BlockKind.caption, lines)
+    if _MATH_SYMBOL.search(text) and len(_WORD.findall(text)) < 2 and len(text) < 200:
+        return BlockDraft(BlockKind.formula, lines)
     if _LIST_START.match(lines[0].text) and not (short and size >= body * 1.15):
         return BlockDraft(BlockKind.list, lines)
     if short and size >= body * 1.15 and not text.endswith(","):

@@ -72,6 +72,14 @@ def _bands(items: list[int], boxes: Sequence[BBox]) -> list[list[int]]:
     return _split(items, boxes, 1, cuts) if cuts else [items]
 
 
+def _joins(upper: list[int], band: list[int], boxes: Sequence[BBox]) -> bool:
+    """Whether a band continues the columns of the band above it. Far-apart bands join only when both
+    are laid out in columns of their own."""
+    gap = min(boxes[i][1] for i in band) - max(boxes[i][3] for i in upper)
+    close = gap < MAX_MERGE_GAP or bool(_columns(band, boxes) and _columns(upper, boxes))
+    return close and _columns(upper + band, boxes) is not None
+
+
 def _order(items: list[int], boxes: Sequence[BBox], right_to_left: bool, depth: int) -> list[int]:
     if len(items) <= 1 or depth > 40:
         return sorted(items, key=lambda i: (boxes[i][1], boxes[i][0]))
@@ -85,8 +93,7 @@ def _order(items: list[int], boxes: Sequence[BBox], right_to_left: bool, depth: 
         return sorted(items, key=lambda i: (boxes[i][1], -boxes[i][0] if right_to_left else boxes[i][0]))
     merged: list[list[int]] = []
     for band in bands:
-        gap = min(boxes[i][1] for i in band) - max(boxes[i][3] for i in merged[-1]) if merged else 1.0
-        if gap < MAX_MERGE_GAP and _columns(merged[-1] + band, boxes):
+        if merged and _joins(merged[-1], band, boxes):
             merged[-1].extend(band)
         else:
             merged.append(list(band))
