@@ -86,7 +86,9 @@ class Docground:
             if self._qdrant_client is None:
                 from qdrant_client import QdrantClient
 
-                self._qdrant_client = QdrantClient(url=self.settings.qdrant_url, api_key=self.settings.qdrant_api_key)
+                # location takes a server URL, or ":memory:" for qdrant-client's local mode (same API).
+                self._qdrant_client = QdrantClient(location=self.settings.qdrant_url,
+                                                   api_key=self.settings.qdrant_api_key)
             return ServerStore(self._qdrant_client, collection_name(kb), dim)
         path = self.settings.kb_dir(kb) / "qdrant"
         try:

@@ -54,3 +54,18 @@ def test_a_bad_file_fails_clearly_and_leaves_the_knowledge_base_as_it_was(servic
 def test_unknown_knowledge_base_is_not_found(service):
     with pytest.raises(NotFound):
         service.query("nope", "anything")
+
+
+def test_a_qdrant_server_url_uses_the_client_path(settings, embedder):
+    from docground.retrieval.store import ServerStore
+    from docground.service import Docground
+
+    settings.qdrant_url = ":memory:"  # qdrant-client's local mode speaks the server's API
+    svc = Docground(settings)
+    svc._embedder = embedder
+    data, lines = two_column_pdf(seed=8)
+    assert svc.ingest("kb1", "a.pdf", data).status == "ready"
+    assert isinstance(svc.store("kb1"), ServerStore)
+    response = svc.query("kb1", lines[2]["text"])
+    assert response.citations and all(quote_under_boxes(data, c) for c in response.citations)
+    svc.close()

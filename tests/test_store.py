@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from docground.retrieval import sparse
+from docground.retrieval.store import EdgeStore, IndexedChunk, ServerStore
+
+DIM = 8
+
+
+def vec(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def chunk(i: int, doc: str, text: str, fp: str = "fp1") -> IndexedChunk:
+    return IndexedChunk(id=f"00000000-0000-0000-0000-{i:012d}", dense=vec(i).tolist(),
+                        sparse=sparse.document_vector(text),
+                        payload={"document_id": doc, "text": text, "fingerprint": fp})
+
+
+@pytest.fixture(params=["edge", "qdrant-client"])
+def store(request, tmp_path):
+    if request.param == "edge":
+        s = EdgeStore(tmp_path / "edge", DIM)
+    else:
+        s = ServerStore(QdrantClient(path=str(tmp_path / "local")), "docground_test", DIM)
+    yield s
+    s.close()
+
+
+def test_hybrid_search_finds_exact_terms_and_vectors(store):
+    texts = ["the quarterly revenue grew", "zebra migration patterns in kenya", "annual report of the board",
+             "知识库问答系统的设计", "revenue recognition policy"]
+    store.upsert([chunk(i, f"d{i % 2}", t) for i, t in enumerate(texts)])
+    store.flush()
+    assert store.count() == 5
+    # Lexical: a rare exact term wins even with an unrelated query vector.
+    hits = store.search(vec(99), sparse.query_vector("zebra"), limit=2)
+    assert hits[0].payload["text"] == texts[1]
+    # Chinese query matches through character bigrams.
+    hits = store.search(vec(98), sparse.query_vector("问答系统"), limit=1)
+    assert hits[0].payload["text"] == texts[3]
+    # Dense: the nearest vector is found, with its cosine.
+    hits = store.search(vec(2), ([], []), limit=1)
+    assert hits[0].payload["text"] == texts[2] and hits[0].dense_score == pytest.approx(1.0, abs=1e-4)
+    # A document filter keeps other documents out.
+    hits = store.search(vec(0), sparse.query_vector("revenue"), limit=5, document_ids=["d1"])
+    assert {h.payload["document_id"] for h in hits} == {"d1"}
+
+
+def test_deletes_touch_only_what_they_name(store):
+    store.upsert([chunk(1, "a", "alpha one"), chunk(2, "a", "alpha two", fp="old"), chunk(3, "b", "beta")])
+    store.delete_stale("a", "fp1")
+    assert store.count("a") == 1 and store.count("b") == 1
+    store.delete_document("a")
+    assert store.count("a") == 0 and store.count("b") == 1
+
+
+def test_upserting_the_same_ids_never_duplicates(store):
+    batch = [chunk(i, "a", f"text {i}") for i in range(10)]
+    store.upsert(batch)
+    store.upsert(batch)
+    assert store.count() == 10
+
+
+def test_the_embedded_store_persists_and_admits_one_process(tmp_path):
+    s = EdgeStore(tmp_path / "edge", DIM)
+    s.upsert([chunk(1, "a", "persisted text")])
+    s.flush()
+    with pytest.raises(Exception):
+        EdgeStore(tmp_path / "edge", DIM)
+    s.close()
+    again = EdgeStore(tmp_path / "edge", DIM)
+    assert again.count() == 1
+    again.close()
+
+
+def test_sparse_terms():
+    assert sparse.terms("知识库") == ["知识", "识库"]
+    assert sparse.terms("Revenue grew 7.9%") == ["revenue", "grew", "7", "9"]
+    assert sparse.terms("한국어 문서") == ["한국", "국어", "문서"]
+    ids, values = sparse.document_vector("apple apple banana")
+    assert len(ids) == 2 and values[ids.index(sparse.term_id("apple"))] > values[ids.index(sparse.term_id("banana"))]
