@@ -63,10 +63,13 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
     files, missing = collect_files(paths)
     results = [IngestResult(filename=str(p), document_id=None, status="failed", error="no such file or folder",
                             error_code="not_found") for p in missing]
-    service = None
+    service = runner = None
     show_bar = not as_json and err.is_terminal
     try:
         service = _service(home)
+        ingest_file = service.ingest
+        if service.settings.broker_url:
+            runner, ingest_file = _workers_ingest(service, kb, files)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not show_bar, transient=True) as bar:
             overall = bar.add_task("files", total=len(files))
@@ -76,7 +79,7 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
                 def on_page(done: int, total: int, task=task) -> None:
                     bar.update(task, completed=done, total=total)
 
-                result = service.ingest(kb, f.name, f.read_bytes(), progress=on_page)
+                result = ingest_file(kb, f.name, f.read_bytes(), progress=on_page)
                 result.filename = str(f)
                 results.append(result)
                 bar.remove_task(task)
@@ -87,6 +90,8 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
     finally:
+        if runner is not None:
+            runner.close()
         if service is not None:
             service.close()
     if as_json:
@@ -97,6 +102,73 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
             _print_result(r)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _workers_ingest(service, kb: str, files: list[Path]):
+    """With DOCGROUND_BROKER_URL the workers do the work: every file is submitted first (so the workers
+    take them in parallel), then followed in the registry with the same progress bar. This process owns
+    an embedded store meanwhile and writes the chunks the workers embedded (docground/workers/runner.py)."""
+    from docground.api.models import IngestResult
+    from docground.workers.runner import CeleryRunner, wait_for
+
+    runner = CeleryRunner(service)
+    runner.start()
+    submitted: dict[str, IngestResult | str] = {}
+    for f in files:
+        try:
+            registration = service.register(kb, f.name, f.read_bytes())
+        except DocgroundError as exc:
+            submitted[f.name] = IngestResult(filename=f.name, document_id=None, status="failed", error=exc.message,
+                                             error_code=exc.code)
+            continue
+        if registration.created:
+            runner.submit(registration.job.id)
+        submitted[f.name] = registration.document.id
+
+    def ingest_file(kb: str, filename: str, data: bytes, progress=None) -> IngestResult:
+        found = submitted[filename]
+        if isinstance(found, IngestResult):
+            return found
+        doc = wait_for(service, found, progress)
+        return IngestResult(filename=doc.filename, document_id=doc.id, pages=doc.pages_total, chunks=doc.chunks,
+                            status=doc.status, error=doc.error, error_code=doc.error_code)
+
+    return runner, ingest_file
+
+
+@app.command()
+def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="comma-separated: cpu, gpu")] = "cpu,gpu",
+           concurrency: Annotated[int | None, typer.Option(help="processes (prefork) or threads")] = None,
+           pool: Annotated[str | None, typer.Option(help="prefork | solo | threads; default: solo for a "
+                                                         "gpu-only worker (one process, one engine), else prefork")] = None,
+           loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
+           home: HomeOption = None) -> None:
+    """Start a Celery worker on the given queues (needs DOCGROUND_BROKER_URL): `gpu` for the vision model's
+    pages (one worker per GPU), `cpu` for the text layer, CPU OCR, chunking and embedding."""
+    import os
+
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    if home:
+        os.environ["DOCGROUND_HOME"] = str(home)  # the worker's tasks read settings from the environment
+    from docground.workers.celery_app import QUEUES
+
+    unknown = sorted(set(wanted) - set(QUEUES))
+    if not wanted or unknown:
+        err.print(f"[red]error:[/red] unknown queue(s) {', '.join(unknown) or '(none given)'}; "
+                  f"choose from {', '.join(QUEUES)}")
+        raise typer.Exit(2)
+    if not Settings().broker_url:
+        err.print("[red]error:[/red] DOCGROUND_BROKER_URL is not set (e.g. redis://localhost:6379/0); without a "
+                  "broker, `docground serve` and `docground ingest` run every step themselves")
+        raise typer.Exit(2)
+    from docground.workers.celery_app import app as celery_app
+
+    pool = pool or ("solo" if wanted == ["gpu"] else "prefork")
+    argv = ["worker", "-Q", ",".join(wanted), "--pool", pool, "--loglevel", loglevel,
+            "--hostname", f"docground-{'-'.join(wanted)}@%h"]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    celery_app.worker_main(argv)
 
 
 def _print_result(r) -> None:

@@ -1,0 +1,173 @@
+"""A real local cluster for tests and benchmarks: a private redis-server on a free port and Celery
+worker processes, each killable with SIGKILL. Nothing here is a mock: the workers run docground's
+Celery app and tasks (tests/workers_harness.py only paces the page engine)."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymupdf
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+class RedisServer:
+    """A private redis-server. With `durable`, an append-only file fsynced on every write, so that a
+    restart keeps the queues (as a production Redis would be configured)."""
+
+    def __init__(self, folder: Path, durable: bool = False):
+        if not Path(REDIS_SERVER).exists():
+            raise RuntimeError("redis-server is not installed: `make install` installs it (Debian package "
+                               "redis-server in the Makefile's APT_PACKAGES)")
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.durable = durable
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
+        log = open(self.folder / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder),
+             "--protected-mode", "no", *persistence], stdout=log, stderr=subprocess.STDOUT)
+        wait_until(self.ping, 10, "redis-server to answer")
+        return self
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM): a durable server writes its append-only file first."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class WorkerProcess:
+    """`celery -A <module> worker` (default: the paced test harness) or `docground worker`, in its own
+    process group so that kill() takes the whole worker (a machine or container dying)."""
+
+    count = 0
+
+    def __init__(self, env: dict[str, str], log_dir: Path, queues: str = "cpu,gpu", pool: str = "solo",
+                 app: str = "tests.workers_harness", cli: bool = False):
+        WorkerProcess.count += 1
+        self.name = f"w{WorkerProcess.count}"
+        self.env, self.queues, self.pool, self.app, self.cli = env, queues, pool, app, cli
+        self.log_path = log_dir / f"worker-{self.name}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> WorkerProcess:
+        if self.cli:
+            cmd = [str(Path(sys.executable).with_name("docground")), "worker", "--queues", self.queues,
+                   "--pool", self.pool, "--concurrency", "1"]
+        else:
+            cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues, "--pool", self.pool,
+                   "--concurrency", "1", "--loglevel", "info", "--hostname", f"{self.name}@%h",
+                   "--without-gossip", "--without-mingle"]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def wait_ready(self, timeout_s: float = 90) -> WorkerProcess:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited: {self.log()[-3000:]}")
+            return " ready." in self.log()
+
+        wait_until(ready, timeout_s, f"worker {self.name} to be ready", 0.2)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL to the worker and its pool: nothing is acknowledged or cleaned up."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def cluster_env(settings_fields: dict[str, object], **extra: str) -> dict[str, str]:
+    """The environment of a worker that shares these settings with the test (DOCGROUND_<NAME>)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCGROUND_")}
+    env.update({f"DOCGROUND_{k.upper()}": str(v) for k, v in settings_fields.items() if v is not None})
+    env.update(extra)
+    env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    return env
+
+
+def long_pdf(pages: int, seed: int = 0, lines_per_page: int = 6) -> bytes:
+    """A born-digital report of many short pages: a heading and a few numbered lines each."""
+    rng = random.Random(seed)
+    words = ("queue worker page batch redis broker chunk index embedding vector retry crash restart "
+             "visibility timeout durable registry document status").split()
+    doc = pymupdf.open()
+    for n in range(1, pages + 1):
+        page = doc.new_page(width=595, height=842)
+        page.insert_text((60, 80), f"Section {n}: {rng.choice(words).title()} {rng.choice(words)}", fontsize=16)
+        for i in range(lines_per_page):
+            text = f"Line {n}.{i} " + " ".join(rng.choice(words) for _ in range(9)) + "."
+            page.insert_text((60, 120 + 16 * i), text, fontsize=10)
+    return doc.tobytes()
+
+
+def stored_chunks(store, document_id: str) -> list[tuple[str, int, str]]:
+    """Every chunk an embedded store holds for a document: (id, index, text), sorted by index."""
+    q = store.q
+    flt = q.Filter(must=[q.FieldCondition(key="document_id", match=q.MatchValue(document_id))])
+    out, offset = [], None
+    while True:
+        records, offset = store.shard.scroll(q.ScrollRequest(offset=offset, limit=256, filter=flt, with_payload=True))
+        out += [(str(r.id), r.payload["index"], r.payload["text"]) for r in records]
+        if offset is None:
+            return sorted(out, key=lambda c: c[1])
