@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -174,9 +175,13 @@ def for_any_tenant(endpoint: Callable) -> Callable:
     return endpoint
 
 
-def guard(request: Request) -> None:
+# Declares the scheme in the OpenAPI schema; the header itself is read by `caller`.
+bearer_scheme = HTTPBearer(auto_error=False, description="the admin key or a knowledge base's API key")
+
+
+def guard(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer_scheme)) -> None:
     """The app-wide dependency: authentication, rate limit and tenant scope of every /v1 route."""
-    if not request.url.path.startswith("/v1/") and request.url.path != "/v1":
+    if not request.url.path.startswith("/v1/"):
         return
     who = caller(request)
     request.app.state.rate_limiter.check(who.key_id)

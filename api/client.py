@@ -47,12 +47,13 @@ class DocgroundAPIError(Exception):
 
 @dataclass
 class StreamEvent:
-    """A server-sent event of a streamed answer: `delta` (text as the model writes it), `done` (the
-    answer to show: markers repaired, citations verified) or `error`."""
+    """A server-sent event. A streamed answer: `delta` (text as the model writes it), then `done` (its
+    `response` is the answer to show: markers repaired, citations verified). A document's progress:
+    `progress`, then `done` (its `response` is the final DocumentStatus). Or `error`."""
 
     name: str
     data: dict
-    response: QueryResponse | None = None
+    response: Any = None
 
     @property
     def text(self) -> str:
@@ -131,6 +132,10 @@ class _Calls:
         return _Call("GET", f"/v1/knowledge-bases/{kb}/documents", lambda r: DocumentList(**r.json()).documents)
 
     @staticmethod
+    def document_events(document_id: str) -> _Call[None]:
+        return _Call("GET", f"/v1/documents/{document_id}/events", lambda r: None)
+
+    @staticmethod
     def delete_document(document_id: str) -> _Call[DocumentDeleted]:
         return _Call("DELETE", f"/v1/documents/{document_id}", _model(DocumentDeleted))
 
@@ -149,10 +154,10 @@ class _Calls:
 
 
 class _Events:
-    """Server-sent events read line by line."""
+    """Server-sent events read line by line; `done` carries the final object (`parse` reads it)."""
 
-    def __init__(self):
-        self.name, self.data = "message", ""
+    def __init__(self, parse: Callable[[dict], Any] = lambda data: QueryResponse(**data)):
+        self.name, self.data, self.parse = "message", "", parse
 
     def feed(self, line: str) -> StreamEvent | None:
         if line.startswith("event:"):
@@ -161,7 +166,7 @@ class _Events:
             self.data += line[5:].strip()
         elif not line and self.data:
             data = json.loads(self.data)
-            event = StreamEvent(self.name, data, QueryResponse(**data) if self.name == "done" else None)
+            event = StreamEvent(self.name, data, self.parse(data) if self.name == "done" else None)
             self.name, self.data = "message", ""
             if event.name == "error":
                 raise DocgroundAPIError(200, data.get("code", "error"), data.get("message", ""))
@@ -225,12 +230,17 @@ class DocgroundClient:
         return self._run(_Calls.query(kb, question, top_k, mode))
 
     def query_stream(self, kb: str, question: str, top_k: int = 5, mode: AnswerMode = "auto") -> Iterator[StreamEvent]:
-        call = _Calls.query(kb, question, top_k, mode, stream=True)
+        return self._stream(_Calls.query(kb, question, top_k, mode, stream=True), _Events())
+
+    def document_events(self, document_id: str) -> Iterator[StreamEvent]:
+        """The document's progress as it is ingested, until it is ready or failed."""
+        return self._stream(_Calls.document_events(document_id), _Events(lambda data: DocumentStatus(**data)))
+
+    def _stream(self, call: _Call, events: _Events) -> Iterator[StreamEvent]:
         with self.http.stream(call.method, call.path, **call.kwargs) as r:
             if not r.is_success:
                 r.read()
                 _raise_for(r)
-            events = _Events()
             for line in r.iter_lines():
                 if (event := events.feed(line)) is not None:
                     yield event
@@ -300,14 +310,18 @@ class AsyncDocgroundClient:
     async def query(self, kb: str, question: str, top_k: int = 5, mode: AnswerMode = "auto") -> QueryResponse:
         return await self._run(_Calls.query(kb, question, top_k, mode))
 
-    async def query_stream(self, kb: str, question: str, top_k: int = 5,
-                           mode: AnswerMode = "auto") -> AsyncIterator[StreamEvent]:
-        call = _Calls.query(kb, question, top_k, mode, stream=True)
+    def query_stream(self, kb: str, question: str, top_k: int = 5,
+                     mode: AnswerMode = "auto") -> AsyncIterator[StreamEvent]:
+        return self._stream(_Calls.query(kb, question, top_k, mode, stream=True), _Events())
+
+    def document_events(self, document_id: str) -> AsyncIterator[StreamEvent]:
+        return self._stream(_Calls.document_events(document_id), _Events(lambda data: DocumentStatus(**data)))
+
+    async def _stream(self, call: _Call, events: _Events) -> AsyncIterator[StreamEvent]:
         async with self.http.stream(call.method, call.path, **call.kwargs) as r:
             if not r.is_success:
                 await r.aread()
                 _raise_for(r)
-            events = _Events()
             async for line in r.aiter_lines():
                 if (event := events.feed(line)) is not None:
                     yield event

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
-from docground.api.client import AsyncDocgroundClient, DocgroundAPIError, DocgroundClient
+from docground.api.client import AsyncDocgroundClient, DocgroundAPIError, DocgroundClient, _Calls
 from docground.api.models import KnowledgeBaseKey, QueryResponse
 
 from docground.service import Docground
@@ -38,6 +39,8 @@ def test_sync_client_upload_wait_query_stream_and_page(server):
         assert isinstance(created, KnowledgeBaseKey) and created.api_key.startswith("dgk_")
     with DocgroundClient(live.url, api_key=created.api_key) as dg:
         accepted = dg.upload("sync", report_pdf(), filename="report.pdf")
+        progress = list(dg.document_events(accepted.document_id))
+        assert progress[-1].name == "done" and progress[-1].response.status == "ready"
         status = dg.wait(accepted.document_id, timeout=300)
         assert status.status == "ready" and status.pages_total == 3 and status.chunks >= 3
         assert [d.document_id for d in dg.documents("sync")] == [accepted.document_id]
@@ -95,3 +98,22 @@ def test_errors_carry_the_servers_code(server):
     with DocgroundClient(live.url, api_key=ADMIN) as admin, pytest.raises(DocgroundAPIError) as unknown:
         admin.query("no-such-kb", QUESTION)
     assert unknown.value.status == 404 and "no-such-kb" in unknown.value.message
+
+
+def test_the_client_covers_every_v1_operation(server):
+    """A route added to the API without a client method fails here."""
+    live, _ = server
+    with DocgroundClient(live.url, api_key=ADMIN) as admin:
+        schema = admin.http.get("/openapi.json").json()
+    served = {(method.upper(), path) for path, ops in schema["paths"].items() if path.startswith("/v1/") for method in ops}
+    placeholders = {"kb": "{kb}", "document_id": "{document_id}", "page": "{page}", "name": "x", "question": "q",
+                    "top_k": 5, "mode": "auto", "file": b"x", "filename": None, "idempotency_key": None,
+                    "dpi": 110, "boxes": None, "stream": False}
+    called = set()
+    for name, fn in vars(_Calls).items():
+        if isinstance(fn, staticmethod):
+            fn = fn.__func__
+            args = {p: placeholders[p] for p in inspect.signature(fn).parameters}
+            call = fn(**args)
+            called.add((call.method, call.path))
+    assert served <= called, served - called
