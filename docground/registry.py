@@ -226,7 +226,10 @@ class Registry:
 
     def _register(self, doc: Document, fingerprint: str) -> Registration:
         with self.session() as s, s.begin():
-            existing = s.get(Document, doc.id)
+            # Write first: it locks the document's row (PostgreSQL) or the database (SQLite) before the
+            # reads, so two registrations of one file never both start a job.
+            s.execute(update(Document).where(Document.id == doc.id).values(updated_at=_now()))
+            existing = s.get(Document, doc.id, populate_existing=True)
             if existing is not None and existing.status == "ready" and existing.fingerprint == fingerprint:
                 return Registration(existing, None, False)
             active = s.scalars(select(Job).where(Job.document_id == doc.id, Job.fingerprint == fingerprint,
