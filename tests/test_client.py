@@ -110,7 +110,7 @@ def test_the_client_covers_every_v1_operation(server):
                     "top_k": 5, "mode": "auto", "file": b"x", "filename": None, "idempotency_key": None,
                     "dpi": 110, "boxes": None, "stream": False}
     called = set()
-    for name, fn in vars(_Calls).items():
+    for fn in vars(_Calls).values():
         if isinstance(fn, staticmethod):
             fn = fn.__func__
             args = {p: placeholders[p] for p in inspect.signature(fn).parameters}

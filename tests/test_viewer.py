@@ -129,3 +129,21 @@ def test_page_image_needs_the_documents_own_key_and_draws_boxes(live):
     assert changed[y0:y1, x0:x1].mean() > 0.9 and changed.sum() == changed[y0:y1, x0:x1].sum()
     assert httpx.get(path, params={"boxes": "0.5,0.5,2,2"}, headers=auth).status_code == 422
     assert httpx.get(path.replace("/pages/1/", "/pages/99/"), headers=auth).status_code == 404
+
+
+def test_image_documents_are_served_as_scanned(tmp_path, embedder):
+    """A photo or scan is shown as its pixels, upright, whatever engine read it."""
+    settings = Settings(home=tmp_path / "home", ocr_backend="none")
+    service = Docground(settings)
+    service._embedder = embedder
+    scan = Image.new("RGB", (400, 300), "white")
+    scan.paste((200, 30, 30), (50, 60, 150, 90))
+    buffer = io.BytesIO()
+    scan.save(buffer, format="PNG")
+    doc = service.ingest("scans", "scan.png", buffer.getvalue()).document_id
+    with LiveServer(settings, service) as server:
+        r = httpx.get(f"{server.url}/v1/documents/{doc}/pages/1/image")
+    served = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB")).astype(int)
+    assert r.status_code == 200 and served.shape == (300, 400, 3)
+    assert np.array_equal(served, np.asarray(scan).astype(int))
+    service.close()
