@@ -181,11 +181,16 @@ def _print_result(r) -> None:
 @app.command()
 def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbOption,
           top_k: Annotated[int, typer.Option("--top-k", min=1, max=50)] = 5,
+          mode: Annotated[str, typer.Option(help="auto (generate when DOCGROUND_LLM_ENDPOINT is set) | extractive | "
+                                            "generate")] = "auto",
           as_json: JsonOption = False, home: HomeOption = None) -> None:
     """Ask a knowledge base; the answer cites the exact lines it comes from."""
+    if mode not in ("auto", "extractive", "generate"):
+        err.print(f"[red]error:[/red] --mode must be auto, extractive or generate, not {mode!r}")
+        raise typer.Exit(2)
     service = _service(home)
     try:
-        response = service.query(kb, question, top_k)
+        response = service.query(kb, question, top_k, mode)
     except DocgroundError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
