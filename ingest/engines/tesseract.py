@@ -13,7 +13,9 @@ documents must not be used from several threads.
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,7 +33,7 @@ from tesserocr import OEM, PSM, RIL, PyTessBaseAPI, WritingDirection, iterate_le
 
 from docground.errors import InvalidRequest
 
-from ..builders import TextLine, build_block, clean_line_text
+from ..builders import _HANGUL, TextLine, build_block, clean_line_text
 from ..geometry import normalize
 from ..processors.orientation import Upright, correction, detect_rotation
 from ..processors.reading_order import reading_order
@@ -50,6 +52,11 @@ SCRIPT_LANGUAGES = {
 }
 # Mean line confidence (0..100) from which a first reading is taken without checking orientation.
 CONFIDENT = 70.0
+# Between Hangul syllables Tesseract calls words, a gap this wide for the line's height is a word space.
+KOREAN_SPACE_GAP = 0.75
+HANGUL_CHAR = re.compile(f"[{_HANGUL}]")
+# Confidence points by which a reading turned upright may trail a sideways one and still win.
+SIDEWAYS_MARGIN = 10.0
 # A line below this confidence that is also short is noise read from specks, rules or pictures.
 NOISE_CONFIDENCE = 30.0
 # Resident memory per reading thread: the language model plus a page image and Tesseract's copies of it.
@@ -93,6 +100,12 @@ class Reading:
     def confidence(self) -> float:
         chars = self.chars
         return sum(ln.confidence * len(ln.text) for ln in self.lines) / chars if chars else 0.0
+
+    @property
+    def sideways(self) -> bool:
+        """Mostly top-to-bottom lines: vertical CJK, or a page turned a quarter (Tesseract reads a sideways
+        page as vertical lines, sometimes well, but its layout is then the page's, not the text's)."""
+        return sum(len(ln.text) for ln in self.lines if ln.vertical) > 0.5 * self.chars
 
 
 class TesseractEngine:
@@ -166,7 +179,7 @@ class TesseractEngine:
         ppi = round(image.width * 72 / info.width_pt)
         hint = self._hint_for(document_id)
         reading = self._read(image, correction(image, hint.rotation), hint.languages, ppi)
-        if reading.confidence < CONFIDENT:
+        if reading.confidence < CONFIDENT or reading.sideways:
             retry = self._reread(image, reading, ppi)
             if retry is not None and _better(retry, reading):
                 reading = retry
@@ -196,20 +209,32 @@ class TesseractEngine:
         iterator = api.GetIterator()
         if iterator is None:
             return reading
-        paragraph_start = False
-        for r in iterate_level(iterator, RIL.TEXTLINE):
-            paragraph_start = paragraph_start or r.IsAtBeginningOf(RIL.PARA)  # kept past a skipped line
-            text = clean_line_text(r.GetUTF8Text(RIL.TEXTLINE) or "")
-            confidence = r.Confidence(RIL.TEXTLINE)
-            if not any(ch.isalnum() for ch in text) or (confidence < NOISE_CONFIDENCE and len(text) < 4):
+        line: OcrLine | None = None
+        words: list[tuple[str, tuple[int, int, int, int]]] = []
+        for r in iterate_level(iterator, RIL.WORD):
+            if r.Empty(RIL.WORD):  # a page without text still yields one empty element
                 continue
-            reading.lines.append(OcrLine(
-                text=text, box=r.BoundingBox(RIL.TEXTLINE), confidence=confidence,
-                row_height=float(r.RowAttributes()["row_height"]), paragraph_start=paragraph_start,
-                vertical=r.Orientation()[1] == WritingDirection.TOP_TO_BOTTOM,
-            ))
-            paragraph_start = False
+            if line is None or r.IsAtBeginningOf(RIL.TEXTLINE):
+                # A paragraph that began on a line dropped as noise begins on the next one.
+                carried = line is not None and not self._keep(reading, line, words) and line.paragraph_start
+                line = OcrLine(text="", box=r.BoundingBox(RIL.TEXTLINE), confidence=r.Confidence(RIL.TEXTLINE),
+                               row_height=float(r.RowAttributes()["row_height"]),
+                               paragraph_start=carried or r.IsAtBeginningOf(RIL.PARA),
+                               vertical=r.Orientation()[1] == WritingDirection.TOP_TO_BOTTOM)
+                words = []
+            words.append((r.GetUTF8Text(RIL.WORD) or "", r.BoundingBox(RIL.WORD)))
+        if line is not None:
+            self._keep(reading, line, words)
         return reading
+
+    @staticmethod
+    def _keep(reading: Reading, line: OcrLine, words: list) -> bool:
+        """A line joins the reading unless it is noise: no letters or digits, or short and unsure."""
+        line.text = clean_line_text(_join_words(words, line.vertical))
+        if not any(ch.isalnum() for ch in line.text) or (line.confidence < NOISE_CONFIDENCE and len(line.text) < 4):
+            return False
+        reading.lines.append(line)
+        return True
 
     def _layout(self, reading: Reading, image: Image.Image, info: _PageInfo, document_id: str) -> PageLayout:
         """Blocks classified and ordered as the upright page reads; their line boxes then go back to the page
@@ -290,8 +315,29 @@ class _PageInfo:
 
 
 def _better(retry: Reading, first: Reading) -> bool:
-    """A second reading wins when it is more confident and did not lose most of the text doing so."""
-    return retry.confidence > first.confidence and retry.chars >= 0.25 * first.chars
+    """A second reading wins when it is more confident and did not lose most of the text doing so; turned
+    upright, it wins a near tie with a sideways one."""
+    if retry.chars < 0.25 * first.chars:
+        return False
+    margin = SIDEWAYS_MARGIN if first.sideways and not retry.sideways else 0.0
+    return retry.confidence + margin > first.confidence
+
+
+def _join_words(words: list[tuple[str, tuple[int, int, int, int]]], vertical: bool) -> str:
+    """A line's words, spaced. Tesseract splits Korean words at syllables: between Hangul, a space is
+    only where the gap is wide for the line's size (Latin and CJK keep Tesseract's own spacing, and
+    spaces between Chinese or Japanese characters are dropped later anyway)."""
+    words = [(text.strip(), box) for text, box in words if text.strip()]
+    if not words:
+        return ""
+    size = sorted((b[2] - b[0]) if vertical else (b[3] - b[1]) for _, b in words)[len(words) // 2]
+    parts = [words[0][0]]
+    for (prev, pbox), (text, box) in itertools.pairwise(words):
+        gap = box[1] - pbox[3] if vertical else box[0] - pbox[2]
+        hangul = HANGUL_CHAR.match(prev[-1]) and HANGUL_CHAR.match(text[0])
+        parts.append(" " if not hangul or gap > KOREAN_SPACE_GAP * size else "")
+        parts.append(text)
+    return "".join(parts)
 
 
 def _mostly_vertical(drafts: list) -> bool:
