@@ -112,10 +112,11 @@ def make_importable() -> None:
 
 
 def engine_kwargs(args) -> dict:
+    extra = json.loads(args.engine_json) if args.engine_json else {}
     return dict(tokenizer=args.model, load_format="dummy", dtype="bfloat16", max_model_len=8192,
                 max_num_seqs=args.max_num_seqs, gpu_memory_utilization=args.gpu_mem, enable_prefix_caching=False,
                 mm_processor_cache_gb=0, limit_mm_per_prompt={"image": 1}, seed=0,
-                disable_log_stats=False)  # vLLM's 5-second throughput lines land in the logs
+                disable_log_stats=False) | extra  # vLLM's 5-second throughput lines land in the logs
 
 
 class CountingBackend:
@@ -301,7 +302,7 @@ def orchestrate(args) -> None:
 def _forwarded(args) -> list[str]:
     return ["--model", args.model, "--pages", str(args.pages), "--tokens", str(args.tokens),
             "--max-num-seqs", str(args.max_num_seqs), "--gpu-mem", str(args.gpu_mem), "--workers", str(args.workers),
-            "--hf-pages", str(args.hf_pages), "--hf-batch", str(args.hf_batch)]
+            "--hf-pages", str(args.hf_pages), "--hf-batch", str(args.hf_batch), "--engine-json", args.engine_json]
 
 
 def print_table(results: list[dict], args) -> None:
@@ -327,6 +328,8 @@ def main() -> None:
     ap.add_argument("--max-num-seqs", type=int, default=256)
     ap.add_argument("--gpu-mem", type=float, default=0.9)
     ap.add_argument("--workers", type=int, default=-1, help="docground render workers; -1 = auto")
+    ap.add_argument("--engine-json", default="", help='more vLLM engine arguments for both vLLM systems, e.g. '
+                    '\'{"compilation_config": {"compile_mm_encoder": true}}\'')
     ap.add_argument("--hf-pages", type=int, default=16)
     ap.add_argument("--hf-batch", type=int, default=16)
     ap.add_argument("--budget", type=float, default=540, help="seconds for all systems together")
