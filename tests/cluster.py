@@ -89,20 +89,21 @@ class WorkerProcess:
     count = 0
 
     def __init__(self, env: dict[str, str], log_dir: Path, queues: str = "cpu,gpu", pool: str = "solo",
-                 app: str = "tests.workers_harness", cli: bool = False):
+                 app: str = "tests.workers_harness", cli: bool = False, concurrency: int = 1):
         WorkerProcess.count += 1
         self.name = f"w{WorkerProcess.count}"
         self.env, self.queues, self.pool, self.app, self.cli = env, queues, pool, app, cli
+        self.concurrency = concurrency
         self.log_path = log_dir / f"worker-{self.name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
         if self.cli:
             cmd = [str(Path(sys.executable).with_name("docground")), "worker", "--queues", self.queues,
-                   "--pool", self.pool, "--concurrency", "1"]
+                   "--pool", self.pool, "--concurrency", str(self.concurrency)]
         else:
             cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues, "--pool", self.pool,
-                   "--concurrency", "1", "--loglevel", "info", "--hostname", f"{self.name}@%h",
+                   "--concurrency", str(self.concurrency), "--loglevel", "info", "--hostname", f"{self.name}@%h",
                    "--without-gossip", "--without-mingle"]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,

@@ -17,7 +17,7 @@ PAGES = 40
 PAGE_DELAY_S = 0.15
 # Short timeouts keep the tests short; they still hold the production invariant (the visibility
 # timeout exceeds the longest task and the longest backoff), which celery_app.check_timeouts enforces.
-TIMEOUTS = {"task_time_limit_s": 30, "visibility_timeout_s": 35, "retry_backoff_max_s": 2}
+TIMEOUTS = {"task_time_limit_s": 15, "visibility_timeout_s": 20, "retry_backoff_max_s": 2}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,249 @@
+"""Ingestion under load: N concurrent uploads through the HTTP API while queries run, with the production
+shape (a private redis-server, `docground worker` processes, the API owning the embedded store) or the
+embedded default (no broker: the API's own ingestion thread). Reports query latency while idle and
+during the load, upload latency, ingestion throughput, and errors (any non-2xx answer or failed document).
+
+    .venv/bin/python bench/load.py                       # celery: 20 uploads, 1 worker (prefork, 2 processes)
+    .venv/bin/python bench/load.py --mode inprocess
+    .venv/bin/python bench/load.py --uploads 20 --pages 8 --workers 1 --concurrency 2 --query-threads 2
+
+On a 2-core machine the workers, the API and the query clients share the cores: query latency under
+load mostly measures that contention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from docground.settings import Settings  # noqa: E402
+from tests.cluster import RedisServer, WorkerProcess, cluster_env, free_port, long_pdf, wait_until  # noqa: E402
+
+QUESTIONS = ["Which section covers the redis broker?", "visibility timeout of the worker queue",
+             "durable registry document status", "retry after a crash restart", "embedding vector index"]
+
+
+@dataclass
+class LoadResult:
+    uploads: int
+    pages: int
+    ingest_s: float
+    upload_ms: list[float]
+    idle_query_ms: list[float]
+    load_query_ms: list[float]
+    document_ids: list[str]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.ingest_s if self.ingest_s else 0.0
+
+
+class ApiServer:
+    """`docground serve`'s app on a free port, in this process (which then owns the embedded store)."""
+
+    def __init__(self, settings: Settings):
+        import uvicorn
+
+        from docground.api.app import create_app
+
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ApiServer:
+        self.thread.start()
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, 120, "the API to be ready", 0.2)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(60)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def run_load(base_url: str, kb: str, uploads: int, pages: int, query_threads: int = 2, idle_queries: int = 20,
+             timeout_s: float = 600, seed: int = 11) -> LoadResult:
+    """Seed the knowledge base, time queries while idle, then upload `uploads` distinct documents at once
+    while `query_threads` clients query without pause until every document is ready or failed."""
+    errors: list[str] = []
+    client = httpx.Client(base_url=base_url, timeout=120)
+    seed_id = _upload(client, kb, long_pdf(2, seed=seed), "seed.pdf", errors)[0]
+    _wait_all(client, [seed_id], timeout_s, errors)
+    idle = [_query(client, kb, QUESTIONS[i % len(QUESTIONS)], errors) for i in range(idle_queries)]
+
+    documents = [long_pdf(pages, seed=seed + 1 + i) for i in range(uploads)]
+    done = threading.Event()
+    load_ms: list[float] = []
+    lock = threading.Lock()
+
+    def query_loop(k: int) -> None:
+        rng = random.Random(k)
+        with httpx.Client(base_url=base_url, timeout=120) as qc:
+            while not done.is_set():
+                ms = _query(qc, kb, rng.choice(QUESTIONS), errors)
+                with lock:
+                    load_ms.append(ms)
+
+    queriers = [threading.Thread(target=query_loop, args=(k,), daemon=True) for k in range(query_threads)]
+    for t in queriers:
+        t.start()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(uploads) as pool, httpx.Client(base_url=base_url, timeout=120) as uc:
+        answers = list(pool.map(lambda i: _upload(uc, kb, documents[i], f"load-{i}.pdf", errors), range(uploads)))
+    ids = [doc_id for doc_id, _ in answers if doc_id]
+    _wait_all(client, ids, timeout_s, errors)
+    ingest_s = time.perf_counter() - started
+    done.set()
+    for t in queriers:
+        t.join(120)
+    client.close()
+    return LoadResult(uploads, uploads * pages, ingest_s, [ms for _, ms in answers], [ms for ms in idle if ms],
+                      load_ms, [seed_id, *ids], errors)
+
+
+def _upload(client: httpx.Client, kb: str, data: bytes, name: str, errors: list[str]) -> tuple[str | None, float]:
+    t = time.perf_counter()
+    r = client.post(f"/v1/knowledge-bases/{kb}/documents", files={"file": (name, data, "application/pdf")})
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code != 202:
+        errors.append(f"upload {name}: {r.status_code} {r.text[:200]}")
+        return None, ms
+    return r.json()["document_id"], ms
+
+
+def _query(client: httpx.Client, kb: str, question: str, errors: list[str]) -> float:
+    t = time.perf_counter()
+    try:
+        r = client.post(f"/v1/knowledge-bases/{kb}/query", json={"query": question, "top_k": 5})
+    except httpx.HTTPError as exc:
+        errors.append(f"query: {type(exc).__name__}: {exc}")
+        return 0.0
+    ms = (time.perf_counter() - t) * 1000
+    if r.status_code != 200:
+        errors.append(f"query: {r.status_code} {r.text[:200]}")
+    return ms
+
+
+def _wait_all(client: httpx.Client, ids: list[str], timeout_s: float, errors: list[str]) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = set(ids)
+    while pending and time.monotonic() < deadline:
+        for doc_id in list(pending):
+            body = client.get(f"/v1/documents/{doc_id}").json()
+            if body["status"] in ("ready", "failed"):
+                pending.discard(doc_id)
+                if body["status"] == "failed":
+                    errors.append(f"document {doc_id} failed: {body['error']}")
+        time.sleep(0.2)
+    errors.extend(f"document {d} not finished after {timeout_s:.0f} s" for d in pending)
+
+
+def local_stack(mode: str, home: Path, workers: int, concurrency: int):
+    """Settings, and a function that starts the stack and returns (api, stop)."""
+    fields = {"home": home, "embedding_threads": 1, "ocr_backend": "cpu", "rate_limit_per_minute": 0}
+    redis = None
+    if mode == "celery":
+        redis = RedisServer(home.parent / "redis").start()
+        fields["broker_url"] = redis.url
+    settings = Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
+    procs = [WorkerProcess(cluster_env({k: v for k, v in fields.items() if k != "rate_limit_per_minute"}),
+                           home.parent, queues="cpu,gpu", pool="prefork", cli=True, concurrency=concurrency)
+             for _ in range(workers if redis else 0)]
+    for p in procs:
+        p.start()
+    api = ApiServer(settings).start()
+    for p in procs:
+        p.wait_ready()
+
+    def stop() -> None:
+        api.stop()
+        for p in procs:
+            p.stop()
+        if redis:
+            redis.stop()
+
+    return api, stop
+
+
+def table(result: LoadResult, label: str) -> str:
+    rows = [
+        ("setup", label),
+        ("uploads (concurrent)", f"{result.uploads} x {result.pages // max(1, result.uploads)} pages"),
+        ("ingest wall time", f"{result.ingest_s:.1f} s ({result.pages_per_s:.1f} pages/s)"),
+        ("upload p50 / p95", f"{percentile(result.upload_ms, 50):.0f} / {percentile(result.upload_ms, 95):.0f} ms"),
+        ("query idle p50 / p95", f"{percentile(result.idle_query_ms, 50):.0f} / "
+                                 f"{percentile(result.idle_query_ms, 95):.0f} ms ({len(result.idle_query_ms)})"),
+        ("query under load p50 / p95 / max", f"{percentile(result.load_query_ms, 50):.0f} / "
+                                             f"{percentile(result.load_query_ms, 95):.0f} / "
+                                             f"{max(result.load_query_ms, default=float('nan')):.0f} ms "
+                                             f"({len(result.load_query_ms)} queries)"),
+        ("errors", str(len(result.errors))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    lines = [f"| {'measure'.ljust(width)} | value |", f"|{'-' * (width + 2)}|-------|"]
+    lines += [f"| {k.ljust(width)} | {v} |" for k, v in rows]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=("celery", "inprocess"), default="celery")
+    ap.add_argument("--uploads", type=int, default=20)
+    ap.add_argument("--pages", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--concurrency", type=int, default=2, help="processes per worker")
+    ap.add_argument("--query-threads", type=int, default=2)
+    ap.add_argument("--url", help="an already running docground API (then nothing is started here)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="docground-load-") as tmp:
+        if args.url:
+            api_url, stop, label = args.url, (lambda: None), args.url
+        else:
+            api, stop = local_stack(args.mode, Path(tmp) / "home", args.workers, args.concurrency)
+            api_url = api.url
+            label = (f"celery: {args.workers} worker(s) x {args.concurrency} processes, private redis-server"
+                     if args.mode == "celery" else "in-process (no broker)")
+        try:
+            result = run_load(api_url, "load", args.uploads, args.pages, args.query_threads)
+        finally:
+            stop()
+    print(table(result, label))
+    for e in result.errors[:10]:
+        print("error:", e)
+    sys.exit(1 if result.errors else 0)
+
+
+if __name__ == "__main__":
+    main()
