@@ -196,6 +196,14 @@ class Support:
                 df[t] = df.get(t, 0) + 1
         self.idf = {t: math.log(1 + n / c) for t, c in df.items()}
         self.default_idf = math.log(1 + n)
+        self._embedded: dict[str, np.ndarray] = {}
+
+    def _vectors(self, texts: list[str]) -> np.ndarray:
+        """Embeddings, each text embedded once however many sentences it is weighed against."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._embedded]
+        if missing:
+            self._embedded.update(zip(missing, self.embed(missing), strict=True))
+        return np.stack([self._embedded[t] for t in texts])
 
     def _weight(self, term: str) -> float:
         w = self.idf.get(term, self.default_idf)
@@ -221,7 +229,7 @@ class Support:
         if self.embed is None:
             return [(s, i) for s, i in lex if s >= SUPPORT_MIN]
         top = lex[:CANDIDATES_EMBEDDED]
-        vectors = self.embed([sentence] + [self.quotes[i].text for _, i in top])
+        vectors = self._vectors([sentence] + [self.quotes[i].text for _, i in top])
         cosines = vectors[1:] @ vectors[0]
         blended = [((1 - MEANING_WEIGHT) * s + MEANING_WEIGHT * max(0.0, float(c)), i)
                    for (s, i), c in zip(top, cosines, strict=True)]
@@ -240,13 +248,20 @@ def figures(text: str, reach: int) -> dict[str, set[str]]:
     return out
 
 
-def candidate_quotes(hits: list[Hit]) -> list[tuple[int, Quote]]:
-    """Every sentence of each source, and every pair of neighbouring sentences, with its source index."""
-    out: list[tuple[int, Quote]] = []
+@dataclass
+class Candidate:
+    source: int  # index of the retrieved chunk
+    quote: Quote
+    pair: bool  # two neighbouring sentences rather than one
+
+
+def candidate_quotes(hits: list[Hit]) -> list[Candidate]:
+    """Every sentence of each source, and every pair of neighbouring sentences."""
+    out: list[Candidate] = []
     for src, hit in enumerate(hits):
         ranges = sentences(hit.payload.get("text", ""))
-        out += [(src, Quote(hit, s, e, 0.0)) for s, e in ranges]
-        out += [(src, Quote(hit, a[0], b[1], 0.0)) for a, b in pairwise(ranges)]
+        out += [Candidate(src, Quote(hit, s, e, 0.0), False) for s, e in ranges]
+        out += [Candidate(src, Quote(hit, a[0], b[1], 0.0), True) for a, b in pairwise(ranges)]
     return out
 
 
@@ -254,41 +269,38 @@ def ground(answer: str, hits: list[Hit], embed: Embed | None = None) -> list[tup
     """Each answer sentence with the quotes that verifiably support it (possibly none)."""
     sources = hits[:MAX_SOURCES]
     candidates = candidate_quotes(sources)
-    support = Support([q for _, q in candidates], embed)
+    support = Support([c.quote for c in candidates], embed)
     by_source: dict[int, list[int]] = {}
-    for i, (src, _) in enumerate(candidates):
-        by_source.setdefault(src, []).append(i)
+    for i, c in enumerate(candidates):
+        by_source.setdefault(c.source, []).append(i)
     out = []
     for claim in claims(answer, len(sources)):
         chosen: list[tuple[float, int]] = []
         for src in claim.sources:  # the sources the model named, where they hold up
-            best = _best(support, claim.text, by_source.get(src, []))
+            best = _best(support, candidates, claim.text, by_source.get(src, []))
             if best is not None and best[1] not in (i for _, i in chosen):
                 chosen.append(best)
         if not chosen:  # a missing or wrong marker: the best support anywhere
-            best = _best(support, claim.text, list(range(len(candidates))))
+            best = _best(support, candidates, claim.text, list(range(len(candidates))))
             chosen = [best] if best is not None else []
         quotes = []
         for score, i in chosen[:MAX_CITATIONS_PER_SENTENCE]:
-            q = candidates[i][1]
+            q = candidates[i].quote
             quotes.append(Quote(q.hit, q.start, q.end, round(score, 4)))
         out.append((claim, quotes))
     return out
 
 
-def _best(support: Support, sentence: str, allowed: list[int]) -> tuple[float, int] | None:
+def _best(support: Support, candidates: list[Candidate], sentence: str,
+          allowed: list[int]) -> tuple[float, int] | None:
     """The best supporting quote: one sentence unless two neighbouring ones support clearly more."""
     ranked = support.scores(sentence, allowed)
     if not ranked:
         return None
-    single = next(((s, i) for s, i in ranked if not _is_pair(support.quotes[i])), None)
+    single = next(((s, i) for s, i in ranked if not candidates[i].pair), None)
     if single is not None and ranked[0][0] - single[0] < PAIR_GAIN:
         return single
     return ranked[0]
-
-
-def _is_pair(q: Quote) -> bool:
-    return len(sentences(q.text)) > 1
 
 
 def grounded_response(question: str, answer: str, hits: list[Hit], layer: TextLayer | None,
