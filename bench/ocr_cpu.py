@@ -5,9 +5,10 @@ text layer), read by the CPU OCR engine as docground would (languages `auto` unl
 with what the original's text layer says, both in reading order. CER counts edits over letters and digits
 only (any script; case, spacing and punctuation ignored), divided by the text layer's count. The corpus
 has no Korean pages and only table or vertical Chinese and Japanese ones, so prose pages in Chinese,
-Japanese and Korean are also drawn here (PyMuPDF's built-in CJK fonts).
+Japanese and Korean are also drawn here (PyMuPDF's built-in CJK fonts). Two rows read real scans (one
+askew, one turned 0/90/180/270) against their published transcription.
 
-    .venv/bin/python bench/ocr_cpu.py [--languages auto] [--dpi 150] [--workers 0]
+    .venv/bin/python bench/ocr_cpu.py [--languages auto] [--dpi 200] [--workers 0]
 
 Timings on a shared 2-core machine are noisy: CPU seconds per page are steadier than pages/s.
 """
@@ -46,6 +47,11 @@ SETS = [
     ("Japanese vertical", [("docs/cjk/pdfminer_jo_vertical_ja.pdf", [1])]),
     ("Korean (generated)", [("generated:ko", [1])]),
 ]
+# Real scans with a transcription: one page askew, and the same page turned 0/90/180/270.
+REAL_SCANS = [
+    ("real scan, askew", "docs/scanned/ocrmypdf_skew.pdf", "groundtruth/ocrmypdf_linn/linn.txt"),
+    ("real scans, turned", "docs/scanned/ocrmypdf_cardinal_rotations.pdf", "groundtruth/ocrmypdf_linn/linn.txt"),
+]
 
 def pages_of(file: str, numbers: list[int]) -> bytes:
     if file.startswith("generated:"):
@@ -57,26 +63,38 @@ def pages_of(file: str, numbers: list[int]) -> bytes:
     return out.tobytes()
 
 
-def letters(layouts) -> str:
-    text = "".join(b.markdown for lay in layouts for b in lay.blocks)
+def letters(text: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", text).casefold() if ch.isalnum())
 
 
-def measure(engine: TesseractEngine, label: str, files) -> dict:
+def layout_letters(layouts) -> str:
+    return letters("".join(b.markdown for lay in layouts for b in lay.blocks))
+
+
+def born_digital(file: str, numbers: list[int]) -> tuple[bytes, str]:
+    """An image-only scan of born-digital pages, and what their text layer says."""
+    original = pages_of(file, numbers)
+    reference = layout_letters([TextLayerEngine().parse(p, "ref") for p in open_source(original).pages()])
+    return image_only_pdf(original, SCAN_DPI), reference
+
+
+def real_scan(file: str, transcript: str) -> tuple[bytes, str]:
+    """A scan as published, and its transcription once per page (every page shows the same text)."""
+    data = (CORPUS / file).read_bytes()
+    return data, letters((CORPUS / transcript).read_text()) * open_source(data).page_count
+
+
+def measure(engine: TesseractEngine, label: str, jobs: list[tuple[bytes, str]]) -> dict:
     ref_chars, edits, pages, wall, cpu = 0, 0, 0, 0.0, 0.0
     reasons: set[str] = set()
-    for file, numbers in files:
-        original = pages_of(file, numbers)
-        src = open_source(original)
-        reference = letters([TextLayerEngine().parse(p, "ref") for p in src.pages()])
-        scan = open_source(image_only_pdf(original, SCAN_DPI))
-        scanned = list(scan.pages())
+    for n, (scan, reference) in enumerate(jobs):
+        scanned = list(open_source(scan).pages())
         t, c = time.perf_counter(), time.process_time()
-        layouts = engine.parse_many(scanned, f"bench-{label}-{file}")
+        layouts = engine.parse_many(scanned, f"bench-{label}-{n}")
         wall += time.perf_counter() - t
         cpu += time.process_time() - c
         ref_chars += len(reference)
-        edits += Levenshtein.distance(reference, letters(layouts))
+        edits += Levenshtein.distance(reference, layout_letters(layouts))
         pages += len(scanned)
         reasons |= {lay.reason.split(",")[0].removeprefix("tesseract ") for lay in layouts}
     return {"set": label, "pages": pages, "chars": ref_chars, "cer": edits / max(ref_chars, 1),
@@ -95,7 +113,8 @@ def main() -> None:
     engine = TesseractEngine(languages=args.languages, workers=args.workers, **kwargs)
     print(f"tesseract {engine.version}, languages {args.languages}, render {engine.dpi} DPI, "
           f"{engine.workers} workers; scans at {SCAN_DPI} DPI")
-    rows = [measure(engine, label, files) for label, files in SETS]
+    rows = [measure(engine, label, [born_digital(f, pages) for f, pages in files]) for label, files in SETS]
+    rows += [measure(engine, label, [real_scan(file, transcript)]) for label, file, transcript in REAL_SCANS]
     header = f"{'set':<20} {'pages':>5} {'chars':>7} {'CER':>7} {'pages/s':>8} {'CPU s/page':>10}  languages"
     print(header)
     print("-" * len(header))

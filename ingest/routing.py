@@ -14,7 +14,6 @@ only on pages with little text. Nothing is rendered.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 import pymupdf
@@ -42,6 +41,7 @@ MIN_GLYPH_PATHS = 300
 MAX_GLYPH_SIDE = 0.04  # of the page's longer side
 
 _CID = re.compile(r"\(cid:\d+\)")
+_UNREADABLE = re.compile("[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -52,19 +52,20 @@ class Route:
 
 def unreadable_share(text: str) -> float:
     """Share of non-space characters no one can read: U+FFFD, private-use codes, controls, `(cid:N)` runs."""
-    cid_chars = sum(len(m) for m in _CID.findall(text))
-    text = _CID.sub("", text)
-    chars = [ch for ch in text if not ch.isspace()]
-    total = len(chars) + cid_chars
+    total = _non_space(text)
     if total == 0:
         return 0.0
-    bad = sum(1 for ch in chars if ch == "\ufffd" or unicodedata.category(ch) in ("Co", "Cc", "Cs"))
-    return (bad + cid_chars) / total
+    bad = sum(len(m) for m in _CID.findall(text)) + len(_UNREADABLE.findall(_CID.sub("", text)))
+    return bad / total
 
 
 def alnum_share(text: str) -> float:
-    chars = [ch for ch in text if not ch.isspace()]
-    return sum(1 for ch in chars if ch.isalnum()) / len(chars) if chars else 0.0
+    total = _non_space(text)
+    return sum(map(str.isalnum, text)) / total if total else 0.0
+
+
+def _non_space(text: str) -> int:
+    return len(text) - sum(map(str.isspace, text))
 
 
 def text_layer_problem(pdf_page: pymupdf.Page) -> str | None:

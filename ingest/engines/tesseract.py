@@ -140,12 +140,12 @@ class TesseractEngine:
         """Pages read in parallel; at most one rendered image per reading thread waits in memory."""
         results: list[PageLayout | None] = [None] * len(pages)
         todo = list(enumerate(pages))
+        pool = self._executor()  # Tesseract instances live in its threads only, whoever calls
         if todo and document_id not in self._hints:
             # The first page settles the document's languages and turn, so that the others start with them.
             i, page = todo.pop(0)
-            results[i] = self._parse_image(self._render(page), _PageInfo.of(page), document_id)
+            results[i] = pool.submit(self._parse_image, self._render(page), _PageInfo.of(page), document_id).result()
         pending: dict[Future, int] = {}
-        pool = self._executor()
         for i, page in todo:
             while len(pending) >= self.workers:
                 self._collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
