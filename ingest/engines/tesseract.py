@@ -3,10 +3,10 @@
 Each page is rendered, turned upright and levelled (`processors/orientation.py`), and read line by line;
 Tesseract's paragraphs become blocks whose lines keep their boxes, mapped back to the page as displayed.
 
-Orientation and languages are settled cheaply: a page is first read as it stands, in the languages that
-worked for the document's earlier pages. Only when that reading is unsure does Tesseract's orientation
-and script detection run, and the page is read again turned and/or in the script's languages; the more
-confident reading wins. Pages of a batch are read in parallel threads (tesserocr releases the GIL), as
+Orientation and languages are settled cheaply: a page is first read turned as, and in the languages that,
+the document's earlier pages were read best (upright, in English for a first page). Only when that reading
+is unsure or runs sideways does Tesseract's orientation and script detection run, and the page is read
+again turned and/or in the script's languages; the more confident reading wins. Pages of a batch are read in parallel threads (tesserocr releases the GIL), as
 many as the cores and the memory budget allow; rendering stays on the calling thread because PyMuPDF
 documents must not be used from several threads.
 """
