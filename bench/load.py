@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
 import tempfile
 import threading
@@ -29,8 +28,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from docground.settings import Settings  # noqa: E402
-from tests.cluster import RedisServer, WorkerProcess, cluster_env, free_port, long_pdf, wait_until  # noqa: E402
+from docground.settings import Settings
+from tests.cluster import RedisServer, WorkerProcess, cluster_env, free_port, long_pdf, wait_until
 
 QUESTIONS = ["Which section covers the redis broker?", "visibility timeout of the worker queue",
              "durable registry document status", "retry after a crash restart", "embedding vector index"]
@@ -203,12 +202,12 @@ def table(result: LoadResult, label: str) -> str:
         ("uploads (concurrent)", f"{result.uploads} x {result.pages // max(1, result.uploads)} pages"),
         ("ingest wall time", f"{result.ingest_s:.1f} s ({result.pages_per_s:.1f} pages/s)"),
         ("upload p50 / p95", f"{percentile(result.upload_ms, 50):.0f} / {percentile(result.upload_ms, 95):.0f} ms"),
-        ("query idle p50 / p95", f"{percentile(result.idle_query_ms, 50):.0f} / "
-                                 f"{percentile(result.idle_query_ms, 95):.0f} ms ({len(result.idle_query_ms)})"),
-        ("query under load p50 / p95 / max", f"{percentile(result.load_query_ms, 50):.0f} / "
-                                             f"{percentile(result.load_query_ms, 95):.0f} / "
-                                             f"{max(result.load_query_ms, default=float('nan')):.0f} ms "
-                                             f"({len(result.load_query_ms)} queries)"),
+        ("query idle p50 / p95", (f"{percentile(result.idle_query_ms, 50):.0f} / "
+                                  f"{percentile(result.idle_query_ms, 95):.0f} ms ({len(result.idle_query_ms)})")),
+        ("query under load p50 / p95 / max", (f"{percentile(result.load_query_ms, 50):.0f} / "
+                                              f"{percentile(result.load_query_ms, 95):.0f} / "
+                                              f"{max(result.load_query_ms, default=float('nan')):.0f} ms "
+                                              f"({len(result.load_query_ms)} queries)")),
         ("errors", str(len(result.errors))),
     ]
     width = max(len(k) for k, _ in rows)

@@ -56,10 +56,10 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.durable else ["--appendonly", "no"]
-        log = open(self.folder / "redis.log", "ab")
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder),
-             "--protected-mode", "no", *persistence], stdout=log, stderr=subprocess.STDOUT)
+        with open(self.folder / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir",
+                 str(self.folder), "--protected-mode", "no", *persistence], stdout=log, stderr=subprocess.STDOUT)
         wait_until(self.ping, 10, "redis-server to answer")
         return self
 
@@ -105,9 +105,9 @@ class WorkerProcess:
             cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues, "--pool", self.pool,
                    "--concurrency", str(self.concurrency), "--loglevel", "info", "--hostname", f"{self.name}@%h",
                    "--without-gossip", "--without-mingle"]
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         return self
 
     def wait_ready(self, timeout_s: float = 90) -> WorkerProcess:

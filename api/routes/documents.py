@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, File, Header, Request, UploadFile
 from fastapi.responses import StreamingResponse
@@ -58,8 +59,8 @@ def _document(request: Request, document_id: str) -> Document:
 
 
 @router.post("/v1/knowledge-bases/{kb}/documents", response_model=DocumentAccepted, status_code=202)
-async def upload(kb: str, request: Request, file: UploadFile = File(...),
-                 idempotency_key: str | None = Header(None, alias="Idempotency-Key")) -> DocumentAccepted:
+async def upload(kb: str, request: Request, file: Annotated[UploadFile, File()],
+                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> DocumentAccepted:
     """Accept a file for ingestion. The same file again (or the same Idempotency-Key) answers with the
     same document and starts no new work; the same key with another file is a 409."""
     validate_kb_name(kb)
