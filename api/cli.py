@@ -229,6 +229,14 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+@app.command()
+def openapi() -> None:
+    """Print the HTTP API's OpenAPI schema (for client generators), without starting a server."""
+    from docground.api.app import create_app
+
+    print(json.dumps(create_app(Settings()).openapi(), indent=2))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 
 import pytest
 from docground.api.client import AsyncDocgroundClient, DocgroundAPIError, DocgroundClient, _Calls
@@ -117,3 +118,18 @@ def test_the_client_covers_every_v1_operation(server):
             call = fn(**args)
             called.add((call.method, call.path))
     assert served <= called, served - called
+
+
+def test_openapi_schema_from_the_cli():
+    from typer.testing import CliRunner
+
+    from docground.api.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["openapi"])
+    assert result.exit_code == 0, result.output
+    schema = json.loads(result.output)
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    query = schema["paths"]["/v1/knowledge-bases/{kb}/query"]["post"]
+    assert "text/event-stream" in query["responses"]["200"]["content"]
+    response = schema["components"]["schemas"]["QueryResponse"]["properties"]
+    assert {"answer", "citations", "chunks", "answer_mode"} <= set(response)
