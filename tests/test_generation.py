@@ -165,3 +165,17 @@ def test_http_streaming_is_server_sent_events(kb):
     assert {name for name, _ in events[:-1]} == {"delta"}
     assert events[-1][0] == "done" and events[-1][1]["citations"][0]["quote"] == NITRATE
     assert failed.status_code == 404 and failed.json()["code"] == "not_found"
+
+
+def test_a_model_failing_mid_stream_ends_the_stream_with_an_error_event(kb):
+    svc, _ = kb
+    with StandIn(lambda r: "", status=500) as model:
+        svc.settings.llm_endpoint = model.endpoint
+        try:
+            with TestClient(create_app(svc.settings, Borrowed(svc))) as client:
+                r = client.post("/v1/knowledge-bases/reports/query", json={"query": QUESTION, "stream": True})
+        finally:
+            svc.settings.llm_endpoint = None
+    assert r.status_code == 200
+    name, data = r.text.strip().split("\n")[:2]
+    assert name == "event: error" and json.loads(data[6:])["code"] == "llm_unavailable"
