@@ -32,6 +32,7 @@ MIN_MATCH_CHARS = 3
 GROW_Y = 0.25
 GROW_X = 0.004
 PAGES_CACHED = 48
+MARKUP = frozenset("|#*_`$")
 DOCUMENTS_OPEN = 8
 
 
@@ -131,8 +132,9 @@ def _grown(box: BBox) -> BBox:
 
 
 def _nonspace(text: str) -> tuple[str, list[int]]:
-    """The text without whitespace, casefolded, and where each kept character sat in the text."""
-    kept = [(i, _fold(ch)) for i, ch in enumerate(text) if not ch.isspace()]
+    """The text without whitespace or markdown syntax (a page shows neither), casefolded, and where each
+    kept character sat in the text."""
+    kept = [(i, _fold(ch)) for i, ch in enumerate(text) if not ch.isspace() and ch not in MARKUP]
     return "".join(c for _, c in kept), [i for i, _ in kept]
 
 

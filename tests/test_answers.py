@@ -129,3 +129,15 @@ def test_no_hits_means_not_found():
 def test_weak_hits_are_not_cited():
     hit = Hit("c1", 0.01, 0.12, _payload("Bananas are rich in potassium and fibre.", [], "d"))
     assert extractive_answer("What is the tallest mountain in Africa?", [hit]).answer is None
+
+
+def test_markdown_syntax_in_ocr_text_does_not_stop_the_snap(tmp_path):
+    """OCR engines write markdown (**bold**, tables); the page shows the words only."""
+    pdf = report_pdf(topics={"Rivers": RIVERS})
+    layer = _blob(tmp_path, "doc3", pdf)
+    block = _paragraph_box(pdf)
+    quote = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."
+    text = "**Nitrate levels** fell by twelve percent over the study period, mostly downstream of *Vienna*."
+    spans = [{"block_id": "b", "page": 1, "bbox": block, "char_start": 0, "char_end": len(text)}]
+    boxes = quote_boxes(_payload(text, spans, "doc3"), 0, len(text), layer)[1]
+    assert same_region(boxes, displayed_rects(pdf, 1, quote)), boxes
