@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     # rendering and page routing
     render_dpi: int = 144
     max_pages: int = 5000
-    page_batch_size: int = Field(16, description="pages handed to an engine at once (GPU engines batch them)")
+    page_batch_size: int = Field(0, description="pages handed to the engines at once; 0 = what the engines ask for "
+                                                "(a few per Tesseract worker, hundreds for vLLM)")
 
     # OCR: DeepSeek-OCR-2 when configured (endpoint, vLLM in-process or transformers), else the CPU engine
     ocr_endpoint: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (e.g. vllm serve)")

@@ -17,6 +17,7 @@ _UNSPACED = (
 _HANGUL = r"\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
 CJK_CHAR = re.compile(f"[{_UNSPACED}{_HANGUL}]")
 UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
+HANGUL_CHAR = re.compile(f"[{_HANGUL}]")
 _SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_UNSPACED}])[ \u00a0]+(?=[{_UNSPACED}])")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
 _WS = re.compile(r"[\t\r\n\u00a0\u2000-\u200a\u202f\u205f\u3000]+")

@@ -29,9 +29,9 @@ def document_id(kb: str, sha256: str) -> str:
 
 class Pipeline:
     def __init__(self, router: Router, count_tokens: TokenCounter, chunker: ChunkerConfig, embedder_name: str,
-                 max_pages: int = 5000, batch_size: int = 16):
+                 max_pages: int = 5000, batch_size: int = 0):
         self.router = router
-        self.batch_size = batch_size
+        self.batch_size = batch_size or router.pages_at_once
         self.chunker = Chunker(chunker, count_tokens)
         self.max_pages = max_pages
         engines = ",".join(f"{e.name}:{e.version}" for e in router.engines)

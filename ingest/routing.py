@@ -114,6 +114,10 @@ class Router:
     def engines(self) -> list[PageEngine]:
         return [e for e in (self.textlayer, self.ocr) if e is not None]
 
+    @property
+    def pages_at_once(self) -> int:
+        return max(getattr(e, "pages_at_once", 16) for e in self.engines)
+
     def route(self, page: SourcePage) -> Route:
         if not isinstance(page, PdfPage):
             reason = "image page"

@@ -111,3 +111,16 @@ def test_header_row_above_the_rules_joins_its_table():
     assert [c.strip() for c in md_rows[0].strip("|").split("|")] == rows[0]
     # The sentence above the table stays text.
     assert any(b.kind == BlockKind.text and b.markdown.startswith("The composition") for b in layout.blocks)
+
+
+def test_many_large_initials_on_a_page_do_not_break_parsing():
+    # A map-like page: many one-letter labels set large, some beside text (drop-cap candidates).
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    for i in range(12):
+        x, y = 60 + (i % 4) * 130, 100 + (i // 4) * 200
+        page.insert_text((x, y), "ABCDEFGHIJKL"[i], fontsize=30)
+        page.insert_text((x + 24, y - 18), "small label text beside it", fontsize=9)
+        page.insert_text((x + 24, y - 6), "a second small line", fontsize=9)
+    layout = parse_all(doc.tobytes())[0]
+    assert sum(b.markdown.count("label") for b in layout.blocks) == 12

@@ -14,6 +14,7 @@ def block_id(document_id: str, page: int, index: int) -> str:
 class PageEngine(Protocol):
     name: str
     version: str
+    pages_at_once: int  # how many pages the engine wants per call: enough to keep its workers or GPU busy
 
     def parse(self, page: SourcePage, document_id: str) -> PageLayout: ...
 

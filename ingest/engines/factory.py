@@ -23,14 +23,15 @@ def build_cpu_ocr(settings: Settings) -> PageEngine | None:
 def build_vision_ocr(settings: Settings, fallback: PageEngine | None) -> PageEngine | None:
     """DeepSeek-OCR-2 (endpoint, vLLM in-process or transformers) when configured, else None."""
     from .deepseek_ocr2 import DeepseekOcr2Engine
-    from .deepseek_ocr2.configure import backend_factory
+    from .deepseek_ocr2.configure import backend_factory, pages_in_flight
     from .deepseek_ocr2.prompt import ladder
 
     factory = backend_factory(settings)
     if factory is None:
         return None
     return DeepseekOcr2Engine(factory, fallback=fallback,
-                              attempts=ladder(dpi=settings.render_dpi, max_tokens=settings.ocr_max_tokens))
+                              attempts=ladder(dpi=settings.render_dpi, max_tokens=settings.ocr_max_tokens),
+                              pages_at_once=pages_in_flight(settings))
 
 
 def build_ocr_engine(settings: Settings) -> PageEngine | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import threading
 from collections import OrderedDict
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -33,14 +32,14 @@ from tesserocr import OEM, PSM, RIL, PyTessBaseAPI, WritingDirection, iterate_le
 
 from docground.errors import InvalidRequest
 
-from ..builders import _HANGUL, TextLine, build_block, clean_line_text
+from ..builders import HANGUL_CHAR, TextLine, build_block, clean_line_text
 from ..geometry import normalize
 from ..processors.orientation import Upright, correction, detect_rotation
 from ..processors.reading_order import reading_order
 from ..providers import SourcePage
 from ..schema import BBox, PageLayout
 from .base import block_id
-from .textlayer import _body_size, _classify, _mark_title
+from ..classify import body_size, classify_block, mark_title
 
 TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
 DEFAULT_LANGUAGES = "eng"
@@ -54,7 +53,6 @@ SCRIPT_LANGUAGES = {
 CONFIDENT = 70.0
 # Between Hangul syllables Tesseract calls words, a gap this wide for the line's height is a word space.
 KOREAN_SPACE_GAP = 0.75
-HANGUL_CHAR = re.compile(f"[{_HANGUL}]")
 # Confidence points by which a reading turned upright may trail a sideways one and still win.
 SIDEWAYS_MARGIN = 10.0
 # A line below this confidence that is also short is noise read from specks, rules or pictures.
@@ -126,6 +124,7 @@ class TesseractEngine:
                 "tesseract-ocr-<lang>)")
         self.dpi = dpi
         self.workers = max(1, min(workers or _cores(), memory_mb // MB_PER_WORKER))
+        self.pages_at_once = 2 * self.workers  # small batches: the progress bar moves page by page
         self.version = "1+" + tesserocr.tesseract_version().split()[1]
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
@@ -251,9 +250,9 @@ class TesseractEngine:
                 paragraphs[-1].append(line)
             else:
                 paragraphs.append([line])
-        body = _body_size(paragraphs)
-        drafts = [_classify(p, body, info.number) for p in paragraphs]
-        _mark_title(drafts, info.number, body)
+        body = body_size(paragraphs)
+        drafts = [classify_block(p, body) for p in paragraphs]
+        mark_title(drafts, info.number, body)
         order = reading_order([_as_horizontal(d.bbox) if _mostly_vertical(drafts) else d.bbox for d in drafts])
         for d in drafts:
             for line in d.lines:

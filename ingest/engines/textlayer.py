@@ -12,6 +12,7 @@ from collections import Counter
 import pymupdf
 
 from ..builders import BlockDraft, TextLine, build_block, clean_line_text, is_unspaced
+from ..classify import LIST_START, body_size, classify_block, mark_title
 from ..geometry import coverage, normalize, union
 from ..processors.reading_order import reading_order
 from ..providers.pdf import PdfPage
@@ -22,18 +23,13 @@ from .tables import find_table_drafts
 FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
 BOLD, MONO = 16, 8
 
-_CAPTION = re.compile(r"^(figure|fig\.|table|tab\.|chart|exhibit|listing|algorithm|图|表)\s*[\dIVX]", re.I)
-_LIST_START = re.compile(r"^([•◦▪‣∙·●○■□▶►➢✓✔–—*-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
-_PAGE_NUMBER = re.compile(r"^[-–—(\[]?\s*(page|p\.|seite|página)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
-                          r"(\s*(of|/|von|de)\s*[0-9]{1,4})?\s*[-–—)\]]?$", re.I)
-_SENTENCE_END = re.compile(r"[.:;!?。！？]$")
-_MATH_SYMBOL = re.compile(r"[=∑∫∂∇≤≥≈±×÷√∞∈∀∃⋅−→↦]")
-_WORD = re.compile(r"[^\W\d_]{4,}")
+
 
 
 class TextLayerEngine:
     name = "textlayer"
     version = "1"
+    pages_at_once = 16
 
     def parse(self, page: PdfPage, document_id: str) -> PageLayout:
         pdf_page = page.pdf_page
@@ -52,12 +48,12 @@ class TextLayerEngine:
         turned = pdf_page.rotation in (90, 270)  # text running down the unrotated page reads across the display
         paragraphs = [p for b in raw_blocks if b.get("type") == 0
                       for p in _paragraphs(b, box, table_boxes, turned)]
-        body = _body_size(paragraphs)
+        body = body_size(paragraphs)
         paragraphs = _attach_drop_caps(paragraphs, body)
-        drafts = [_classify(p, body, page.number) for p in paragraphs]
+        drafts = [classify_block(p, body) for p in paragraphs]
         drafts += tables
         drafts += _figures(pdf_page, box, table_boxes)
-        _mark_title(drafts, page.number, body)
+        mark_title(drafts, page.number, body)
 
         drafts = _in_reading_order(drafts)
         blocks = [build_block(d, block_id(document_id, page.number, n), page.number) for n, d in enumerate(drafts)]
@@ -178,7 +174,7 @@ def _breaks(prev: TextLine, ln: TextLine, para: list[TextLine]) -> bool:
     line_h = max(prev.bbox[3] - prev.bbox[1], 1e-4)
     if not ln.vertical and ln.bbox[1] - prev.bbox[3] > 0.9 * line_h:
         return True
-    return bool(_LIST_START.match(ln.text) and _LIST_START.match(para[0].text))
+    return bool(LIST_START.match(ln.text) and LIST_START.match(para[0].text))
 
 
 def _attach_drop_caps(paragraphs: list[list[TextLine]], body: float) -> list[list[TextLine]]:
@@ -188,9 +184,9 @@ def _attach_drop_caps(paragraphs: list[list[TextLine]], body: float) -> list[lis
     for cap in caps:
         c = cap[0]
         for p in paragraphs:
+            if not p or p is cap or p[0].size > 1.3 * body:
+                continue  # (an emptied paragraph is a cap already attached elsewhere)
             first = p[0]
-            if p is cap or first.size > 1.3 * body:
-                continue
             beside = 0 <= first.bbox[0] - c.bbox[2] < 0.03 and abs(first.bbox[1] - c.bbox[1]) < 0.02
             if beside:
                 p[0] = TextLine(text=c.text + first.text, bbox=union([c.bbox, first.bbox]), size=first.size,
@@ -198,52 +194,6 @@ def _attach_drop_caps(paragraphs: list[list[TextLine]], body: float) -> list[lis
                 cap.clear()
                 break
     return [p for p in paragraphs if p]
-
-
-def _body_size(paragraphs: list[list[TextLine]]) -> float:
-    sizes: Counter = Counter()
-    for p in paragraphs:
-        for ln in p:
-            sizes[ln.size] += len(ln.text)
-    return sizes.most_common(1)[0][0] if sizes else 10.0
-
-
-def _classify(lines: list[TextLine], body: float, page: int) -> BlockDraft:
-    text = " ".join(ln.text for ln in lines)
-    size = max(ln.size for ln in lines)
-    top, bottom = lines[0].bbox[1], lines[-1].bbox[3]
-    short = len(text) < 160 and len(lines) <= 3
-    if all(ln.mono for ln in lines) and len(lines) >= 2:
-        return BlockDraft(BlockKind.code, lines)
-    if len(lines) <= 2 and len(text) < 40 and _PAGE_NUMBER.match(text) and (top > 0.88 or bottom < 0.12):
-        return BlockDraft(BlockKind.page_number, lines)
-    if _CAPTION.match(text):
-        return BlockDraft(BlockKind.caption, lines)
-    if _MATH_SYMBOL.search(text) and len(_WORD.findall(text)) < 2 and len(text) < 200:
-        return BlockDraft(BlockKind.formula, lines)
-    if _LIST_START.match(lines[0].text) and not (short and size >= body * 1.15):
-        return BlockDraft(BlockKind.list, lines)
-    if short and size >= body * 1.15 and not text.endswith(","):
-        ratio = size / body
-        level = 1 if ratio >= 1.8 else 2 if ratio >= 1.4 else 3
-        return BlockDraft(BlockKind.heading, lines, level=level)
-    if short and len(lines) <= 2 and all(ln.bold for ln in lines) and not _SENTENCE_END.search(text):
-        return BlockDraft(BlockKind.heading, lines, level=4)
-    if size < body * 0.88 and top > 0.7 and (text[:1].isdigit() or text[:1] in "*†‡§¹²³⁴⁵⁶⁷⁸⁹"):
-        return BlockDraft(BlockKind.footnote, lines)
-    return BlockDraft(BlockKind.text, lines)
-
-
-def _mark_title(drafts: list[BlockDraft], page: int, body: float) -> None:
-    """The document's title: the largest heading high on its first page."""
-    if page != 1:
-        return
-    headings = [d for d in drafts if d.kind == BlockKind.heading and d.bbox[1] < 0.5]
-    if not headings:
-        return
-    top = max(headings, key=lambda d: max(ln.size for ln in d.lines))
-    if max(ln.size for ln in top.lines) >= body * 1.4:
-        top.kind, top.level = BlockKind.title, 1
 
 
 def _figures(pdf_page: pymupdf.Page, box, table_boxes: list[BBox]) -> list[BlockDraft]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ..classify import PAGE_NUMBER
 from ..schema import FURNITURE, BlockKind, PageLayout
 
 REPEAT_BAND = 0.14
@@ -18,8 +19,6 @@ OUTER_LINE_BAND = 0.12  # a lone short line this close to the edge, set apart fr
 SIDE_MARGIN = 0.08
 MAX_CHARS = 200
 
-_PAGE_NUMBER = re.compile(r"^[-–—(\[]?\s*(page|p\.|seite|página)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
-                          r"(\s*(of|/|von|de)\s*[0-9]{1,4})?\s*[-–—)\]]?$", re.I)
 
 _DIGITS = re.compile(r"\d+")
 
@@ -102,7 +101,7 @@ def _mark_outermost(layout: PageLayout, content: list) -> None:
             near_edge = b.bbox[3] <= OUTER_LINE_BAND
         if gap < -0.002:
             continue
-        if _PAGE_NUMBER.match(text):
+        if PAGE_NUMBER.match(text):
             b.kind = BlockKind.page_number
         elif near_edge and len(b.lines) <= 1 and len(text) <= 80 and gap >= 0.01:
             b.kind = _furniture_kind(band)

@@ -34,6 +34,15 @@ def backend_factory(settings: Settings) -> Callable[[], Backend] | None:
     return None
 
 
+def pages_in_flight(settings: Settings) -> int:
+    """Pages to hand the engine at once so that the backend stays saturated."""
+    if settings.ocr_endpoint:
+        return 2 * settings.ocr_concurrency
+    if settings.ocr_backend == "transformers":
+        return 2 * settings.ocr_batch_size
+    return settings.ocr_max_num_seqs
+
+
 def _endpoint(settings: Settings) -> Callable[[], Backend]:
     url = (settings.ocr_endpoint or "").rstrip("/")
     if not url.startswith(("http://", "https://")) or not url.endswith("/v1"):

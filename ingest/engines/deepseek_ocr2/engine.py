@@ -53,7 +53,7 @@ class DeepseekOcr2Engine:
     version = "1"
 
     def __init__(self, backend: Backend | Callable[[], Backend], fallback: PageEngine | None = None,
-                 attempts: tuple[Attempt, ...] | None = None, max_side: int = MAX_SIDE):
+                 attempts: tuple[Attempt, ...] | None = None, max_side: int = MAX_SIDE, pages_at_once: int = 64):
         """`backend` may be a factory: in-process models load on the first page, not when a service starts."""
         self._backend = backend if hasattr(backend, "generate") else None
         self._backend_factory = None if self._backend is not None else backend
@@ -63,6 +63,7 @@ class DeepseekOcr2Engine:
         self.text_layer = TextLayerEngine()
         self.attempts = attempts or ladder()
         self.max_side = max_side
+        self.pages_at_once = pages_at_once
 
     @property
     def backend(self) -> Backend:
