@@ -155,10 +155,11 @@ class Docground:
         job, doc = self._job(job_id)
         try:
             pending = self.registry.pending_pages(doc.id, job.fingerprint, doc.pages_total)
-            for i in range(0, len(pending), self.settings.page_batch_size):
+            size = self.pipeline.batch_size
+            for i in range(0, len(pending), size):
                 if stop is not None and stop.is_set():
                     return self.registry.document(doc.id) or doc
-                done = self.parse_pages(job_id, pending[i:i + self.settings.page_batch_size])
+                done = self.parse_pages(job_id, pending[i:i + size])
                 if progress:
                     progress(done, doc.pages_total)
             return self.finalize(job_id)

@@ -69,7 +69,7 @@ def page_batches(service: Docground, job_id: str) -> list[tuple[str, list[int]]]
             by_queue.setdefault(page_queue(service.router, service.router.route(source.page(n)).engine), []).append(n)
     finally:
         source.close()
-    size = service.settings.page_batch_size
+    size = service.pipeline.batch_size
     return [(queue, pages[i:i + size]) for queue, pages in by_queue.items() for i in range(0, len(pages), size)]
 
 
