@@ -17,7 +17,8 @@ from pathlib import Path
 import pymupdf
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# REDIS_SERVER may name another binary (a carried one, as on the GPU machine: bench/gpu_device/).
+REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
 def free_port() -> int:
@@ -89,11 +90,12 @@ class WorkerProcess:
     count = 0
 
     def __init__(self, env: dict[str, str], log_dir: Path, queues: str = "cpu,gpu", pool: str = "solo",
-                 app: str = "tests.workers_harness", cli: bool = False, concurrency: int = 1):
+                 app: str = "tests.workers_harness", cli: bool = False, concurrency: int = 1,
+                 cwd: Path = ROOT, hostname: str | None = None):
         WorkerProcess.count += 1
         self.name = f"w{WorkerProcess.count}"
         self.env, self.queues, self.pool, self.app, self.cli = env, queues, pool, app, cli
-        self.concurrency = concurrency
+        self.concurrency, self.cwd, self.hostname = concurrency, cwd, hostname or f"{self.name}@%h"
         self.log_path = log_dir / f"worker-{self.name}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -103,10 +105,10 @@ class WorkerProcess:
                    "--pool", self.pool, "--concurrency", str(self.concurrency)]
         else:
             cmd = [sys.executable, "-m", "celery", "-A", self.app, "worker", "-Q", self.queues, "--pool", self.pool,
-                   "--concurrency", str(self.concurrency), "--loglevel", "info", "--hostname", f"{self.name}@%h",
+                   "--concurrency", str(self.concurrency), "--loglevel", "info", "--hostname", self.hostname,
                    "--without-gossip", "--without-mingle"]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(cmd, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         return self
 
@@ -141,9 +143,11 @@ def cluster_env(settings_fields: dict[str, object], **extra: str) -> dict[str, s
     """The environment of a worker that shares these settings with the test (DOCGROUND_<NAME>)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCGROUND_")}
     env.update({f"DOCGROUND_{k.upper()}": str(v) for k, v in settings_fields.items() if v is not None})
-    env.update(extra)
+    # The checkout goes last: a package installed or linked elsewhere (bench/gpu_device/) comes first.
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p] + [str(ROOT)]
     env.update({"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+                "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))})
+    env.update(extra)
     return env
 
 
