@@ -108,25 +108,27 @@ def _workers_ingest(service, kb: str, files: list[Path]):
     """With DOCGROUND_BROKER_URL the workers do the work: every file is submitted first (so the workers
     take them in parallel), then followed in the registry with the same progress bar. This process owns
     an embedded store meanwhile and writes the chunks the workers embedded (docground/workers/runner.py)."""
+    from collections import deque
+
     from docground.api.models import IngestResult
     from docground.workers.runner import CeleryRunner, wait_for
 
     runner = CeleryRunner(service)
     runner.start()
-    submitted: dict[str, IngestResult | str] = {}
+    submitted: deque[IngestResult | str] = deque()  # in the order the caller then asks for them
     for f in files:
         try:
             registration = service.register(kb, f.name, f.read_bytes())
         except DocgroundError as exc:
-            submitted[f.name] = IngestResult(filename=f.name, document_id=None, status="failed", error=exc.message,
-                                             error_code=exc.code)
+            submitted.append(IngestResult(filename=f.name, document_id=None, status="failed", error=exc.message,
+                                          error_code=exc.code))
             continue
         if registration.created:
             runner.submit(registration.job.id)
-        submitted[f.name] = registration.document.id
+        submitted.append(registration.document.id)
 
     def ingest_file(kb: str, filename: str, data: bytes, progress=None) -> IngestResult:
-        found = submitted[filename]
+        found = submitted.popleft()
         if isinstance(found, IngestResult):
             return found
         doc = wait_for(service, found, progress)

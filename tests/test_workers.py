@@ -5,6 +5,11 @@ writes the chunks the workers embedded."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from docground.service import Docground
@@ -97,10 +102,11 @@ class Cluster:
 def cluster_factory(tmp_path, embedder):
     made: list[Cluster] = []
 
-    def make(page_delay_s: float = 0.0, durable_redis: bool = False, **overrides) -> Cluster:
+    def make(page_delay_s: float = 0.0, durable_redis: bool = False, owner: bool = True, **overrides) -> Cluster:
         redis = RedisServer(tmp_path / "redis", durable=durable_redis).start()
         c = Cluster(tmp_path, embedder, redis, page_delay_s, **overrides)
-        c.runner.start()
+        if owner:  # else another process (a `docground ingest`) owns the embedded store
+            c.runner.start()
         made.append(c)
         return c
 
@@ -154,11 +160,17 @@ def test_a_broker_that_lost_its_queues_is_recovered_from_the_registry(cluster_fa
     assert cluster.service.registry.latest_job(doc_id).dispatches >= 2
 
 
-def test_docground_worker_runs_gpu_and_cpu_queues(cluster_factory, document, clean_run):
-    """`docground worker` as deployed: one worker per queue, the same outcome as in-process."""
-    cluster = cluster_factory()
+def test_docground_ingest_through_docground_workers(cluster_factory, document, clean_run, tmp_path):
+    """The commands as deployed: `docground worker` per queue, and `docground ingest` with a broker set,
+    which submits to the workers, follows the registry and (owning the embedded store) writes the chunks."""
+    cluster = cluster_factory(owner=False)
     cluster.worker(queues="cpu", pool="prefork", cli=True)
     cluster.worker(queues="gpu", cli=True)
-    doc_id = cluster.submit(document)
-    cluster.finish(doc_id)
-    assert_same_chunks(cluster, doc_id, clean_run)
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(document)
+    cli = subprocess.run([str(Path(sys.executable).with_name("docground")), "ingest", str(pdf), "--kb", "kb", "--json"],
+                         env=cluster.env, capture_output=True, text=True, timeout=240)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    [result] = json.loads(cli.stdout)
+    assert result["status"] == "ready" and result["chunks"] == len(clean_run) and result["pages"] == PAGES
+    assert_same_chunks(cluster, result["document_id"], clean_run)

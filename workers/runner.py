@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from docground.registry import ACTIVE_STAGES, Document, stale_before
-from docground.service import Docground
+from docground.service import Docground, StoreBusy
 
 from .celery_app import CPU_QUEUE, make_celery
 from .tasks import DOCUMENT_TASK
@@ -132,6 +132,8 @@ class CeleryRunner:
             for job in registry.jobs(("indexable",)):
                 try:
                     self.service.index_job(job.id)
+                except StoreBusy:  # another process (`docground serve`) owns this store and will index it
+                    continue
                 except Exception as exc:
                     log.exception("indexing job %s", job.id)
                     self.service.fail_job(job.id, exc)
