@@ -163,6 +163,8 @@ class Docground:
                 if progress:
                     progress(done, doc.pages_total)
             return self.finalize(job_id)
+        except NotFound:  # deleted meanwhile: nothing left to do
+            return doc
         except Exception as exc:  # the document fails; what the store already held stays
             log.exception("ingesting %s failed", doc.filename)
             return self.fail_job(job_id, exc)

@@ -136,3 +136,29 @@ def test_an_unfinished_job_resumes_when_the_api_starts_again(settings, service):
     with TestClient(create_app(settings, service)) as c:
         status = wait_ready(c, registration.document.id)
     assert status["status"] == "ready" and status["pages_done"] == 3
+
+
+def test_document_routes_are_scoped_to_the_callers_knowledge_base(settings, service):
+    """With API keys on (api/auth.py's app-wide guard), a knowledge base's key reaches only its own
+    documents: another tenant's document is not found, another tenant's listing is forbidden."""
+    settings.admin_key = "admin-secret"
+    no_rate_limit(settings)
+    admin = {"Authorization": "Bearer admin-secret"}
+    with TestClient(create_app(settings, service)) as c:
+        keys = {kb: {"Authorization": "Bearer " + c.post("/v1/knowledge-bases", json={"name": kb},
+                                                         headers=admin).json()["api_key"]} for kb in ("a", "b")}
+        data, _ = two_column_pdf(pages=1, seed=37)
+        files = {"file": ("a.pdf", data, "application/pdf")}
+        assert c.post("/v1/knowledge-bases/a/documents", files=files).status_code == 401
+        assert c.post("/v1/knowledge-bases/a/documents", files=files, headers=keys["b"]).status_code == 403
+        r = c.post("/v1/knowledge-bases/a/documents", files=files, headers=keys["a"])
+        assert r.status_code == 202
+        doc_id = r.json()["document_id"]
+        assert c.get(f"/v1/documents/{doc_id}", headers=keys["a"]).status_code == 200
+        assert c.get(f"/v1/documents/{doc_id}", headers=keys["b"]).status_code == 404
+        assert c.get(f"/v1/documents/{doc_id}/events", headers=keys["b"]).status_code == 404
+        assert c.delete(f"/v1/documents/{doc_id}", headers=keys["b"]).status_code == 404
+        assert c.get("/v1/knowledge-bases/a/documents", headers=keys["b"]).status_code == 403
+        assert [d["document_id"] for d in c.get("/v1/knowledge-bases/a/documents", headers=keys["a"]).json()[
+            "documents"]] == [doc_id]
+        assert c.delete(f"/v1/documents/{doc_id}", headers=keys["a"]).status_code == 200
