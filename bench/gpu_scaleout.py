@@ -86,7 +86,18 @@ class Bench:
         from tests.cluster import RedisServer, cluster_env
 
         self.args, self.home = args, home
+        self.workers: list = []
+        self.gpu_workers: list = []
+        self.service = None
         self.redis = RedisServer(home / "redis").start()
+        try:
+            self._setup(cluster_env)
+        except BaseException:
+            self.redis.stop()
+            raise
+
+    def _setup(self, cluster_env) -> None:
+        args, home = self.args, self.home
         self.fields = {
             "home": home, "broker_url": self.redis.url, "page_batch_size": args.batch, "ocr_backend": "none",
             "embedding_model": str(make_tiny_embedder(home / "embedder")), "embedding_threads": 1,
@@ -104,8 +115,6 @@ class Bench:
 
         self.service = scaleout_service(Settings(**self.fields))
         self.celery = make_celery(self.service.settings)
-        self.workers: list = []
-        self.gpu_workers: list = []
 
     def start_cpu_worker(self) -> None:
         from tests.cluster import WorkerProcess

@@ -170,29 +170,34 @@ def _wait_all(client: httpx.Client, ids: list[str], timeout_s: float, errors: li
 
 
 def local_stack(mode: str, home: Path, workers: int, concurrency: int):
-    """Settings, and a function that starts the stack and returns (api, stop)."""
+    """Start the API (and with `celery`, a private redis-server and `docground worker` processes);
+    returns (api, stop). What started is stopped again if a later part fails to start."""
     fields = {"home": home, "embedding_threads": 1, "ocr_backend": "cpu", "rate_limit_per_minute": 0}
-    redis = None
-    if mode == "celery":
-        redis = RedisServer(home.parent / "redis").start()
-        fields["broker_url"] = redis.url
-    settings = Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
-    procs = [WorkerProcess(cluster_env({k: v for k, v in fields.items() if k != "rate_limit_per_minute"}),
-                           home.parent, queues="cpu,gpu", pool="prefork", cli=True, concurrency=concurrency)
-             for _ in range(workers if redis else 0)]
-    for p in procs:
-        p.start()
-    api = ApiServer(settings).start()
-    for p in procs:
-        p.wait_ready()
+    redis, procs, api = None, [], None
 
     def stop() -> None:
-        api.stop()
+        if api is not None:
+            api.stop()
         for p in procs:
             p.stop()
-        if redis:
+        if redis is not None:
             redis.stop()
 
+    try:
+        if mode == "celery":
+            redis = RedisServer(home.parent / "redis").start()
+            fields["broker_url"] = redis.url
+        settings = Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
+        env = cluster_env({k: v for k, v in fields.items() if k != "rate_limit_per_minute"})
+        for _ in range(workers if redis else 0):
+            procs.append(WorkerProcess(env, home.parent, queues="cpu,gpu", pool="prefork", cli=True,
+                                       concurrency=concurrency).start())
+        api = ApiServer(settings).start()
+        for p in procs:
+            p.wait_ready()
+    except BaseException:
+        stop()
+        raise
     return api, stop
 
 

@@ -104,7 +104,11 @@ def cluster_factory(tmp_path, embedder):
 
     def make(page_delay_s: float = 0.0, durable_redis: bool = False, owner: bool = True, **overrides) -> Cluster:
         redis = RedisServer(tmp_path / "redis", durable=durable_redis).start()
-        c = Cluster(tmp_path, embedder, redis, page_delay_s, **overrides)
+        try:
+            c = Cluster(tmp_path, embedder, redis, page_delay_s, **overrides)
+        except BaseException:
+            redis.stop()
+            raise
         if owner:  # else another process (a `docground ingest`) owns the embedded store
             c.runner.start()
         made.append(c)
