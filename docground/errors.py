@@ -52,3 +52,18 @@ class NotFound(DocgroundError):
 class InvalidRequest(DocgroundError):
     code = "invalid_request"
     http_status = 422
+
+
+class PageTimeout(DocgroundError):
+    code = "page_timeout"
+    http_status = 422
+
+
+class PageUnreadable(DocgroundError):
+    code = "page_unreadable"
+    http_status = 422
+
+
+class NoReadablePages(DocgroundError):
+    code = "no_readable_pages"
+    http_status = 422

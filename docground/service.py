@@ -17,6 +17,8 @@ from .errors import DocgroundError, NotFound
 from .ingest.chunking import ChunkerConfig
 from .ingest.pipeline import Pipeline, ProgressCallback, document_id, file_sha256
 from .ingest.processors.figures import save_figure_crops
+from .ingest.providers import PageLimits
+from .ingest.providers.names import safe_filename
 from .ingest.engines.factory import build_router
 from .ingest.routing import Router
 from .ingest.schema import Chunk, PageLayout
@@ -71,7 +73,8 @@ class Docground:
                 s, e = self.settings, self.embedder
                 config = ChunkerConfig(max_tokens=s.chunk_tokens or e.default_chunk_tokens(),
                                        overlap_tokens=s.chunk_overlap_tokens)
-                self._pipeline = Pipeline(self.router, e.count_tokens, config, e.name, s.max_pages, s.page_batch_size)
+                self._pipeline = Pipeline(self.router, e.count_tokens, config, e.name, PageLimits.from_settings(s),
+                                          s.page_batch_size)
             return self._pipeline
 
     def store(self, kb: str) -> ChunkStore:
@@ -124,6 +127,7 @@ class Docground:
         Raises a DocgroundError for bad input; a ready document (same pipeline) or an active job of the
         same file is returned as found (`created` False)."""
         validate_kb_name(kb)
+        filename = safe_filename(filename)
         sha = file_sha256(data)
         doc_id = document_id(kb, sha)
         if idempotency_key:

@@ -34,7 +34,17 @@ class Settings(BaseSettings):
 
     # rendering and page routing
     render_dpi: int = 144
-    max_pages: int = 5000
+    # hostile input (ingest/providers/guard.py): what one document and one page may cost
+    max_pages: int = Field(5000, description="pages (or image frames) a document may have")
+    page_time_limit_s: float = Field(10.0, description="time MuPDF may take to get through one PDF page, checked in "
+                                                       "a child process killed at the limit; a slower page is "
+                                                       "skipped with the reason; 0 = no check")
+    page_memory_mb: int = Field(2048, description="memory the check of one PDF page may take; a page needing "
+                                                  "more is skipped")
+    max_image_pixels: int = Field(200_000_000, description="largest image file frame, or image in a PDF page, "
+                                                           "in pixels (decompression bombs)")
+    max_render_pixels: int = Field(50_000_000, description="largest render of a page, in pixels: huge pages "
+                                                           "render at a lower DPI, lower still on short memory")
     page_batch_size: int = Field(0, description="pages handed to the engines at once; 0 = what the engines ask for "
                                                 "(a few per Tesseract worker, hundreds for vLLM)")
 

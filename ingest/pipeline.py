@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 
-from docground.errors import TooManyPages
+from docground.errors import NoReadablePages
 
 from .chunking import Chunker, ChunkerConfig, TokenCounter, fingerprint
 from .processors.furniture import mark_furniture
-from .providers import Source, open_source
+from .providers import PageLimits, Source, is_skipped, open_source
 from .routing import Router
 from .schema import Chunk, PageLayout
 
@@ -29,21 +29,19 @@ def document_id(kb: str, sha256: str) -> str:
 
 class Pipeline:
     def __init__(self, router: Router, count_tokens: TokenCounter, chunker: ChunkerConfig, embedder_name: str,
-                 max_pages: int = 5000, batch_size: int = 0):
+                 limits: PageLimits | None = None, batch_size: int = 0):
         self.router = router
         self.batch_size = batch_size or router.pages_at_once
         self.chunker = Chunker(chunker, count_tokens)
-        self.max_pages = max_pages
+        self.limits = limits or PageLimits()
         engines = ",".join(f"{e.name}:{e.version}" for e in router.engines)
         self.fingerprint = fingerprint(PARSER_VERSION, engines, chunker.max_tokens, chunker.overlap_tokens,
                                        chunker.min_tokens, embedder_name)
 
     def open(self, data: bytes) -> Source:
-        source = open_source(data)
-        if source.page_count > self.max_pages:
-            source.close()
-            raise TooManyPages(f"the document has {source.page_count} pages; the limit is {self.max_pages}")
-        return source
+        """The document's pages within the limits: a DocgroundError for a file they refuse whole; pages
+        the guard refuses are parsed as skipped, with the reason (providers/guard.py)."""
+        return open_source(data, self.limits)
 
     def parse_pages(self, source: Source, doc_id: str, pages: Iterable[int] | None = None,
                     progress: ProgressCallback | None = None) -> list[PageLayout]:
@@ -58,5 +56,7 @@ class Pipeline:
 
     def chunk(self, layouts: list[PageLayout], doc_id: str) -> list[Chunk]:
         layouts = sorted(layouts, key=lambda lay: lay.page)
+        if layouts and all(is_skipped(lay.reason) for lay in layouts):
+            raise NoReadablePages(f"no page could be read; page {layouts[0].page}: {layouts[0].reason}")
         mark_furniture(layouts)
         return self.chunker.chunk(layouts, doc_id, self.fingerprint)

@@ -21,7 +21,7 @@ import pymupdf
 from .engines.base import PageEngine, parse_many
 from .engines.textlayer import TextLayerEngine
 from .geometry import area, normalize, union
-from .providers import SourcePage
+from .providers import SourcePage, skip_reason
 from .providers.pdf import PdfPage
 from .schema import PageLayout
 
@@ -119,6 +119,8 @@ class Router:
         return max(getattr(e, "pages_at_once", 16) for e in self.engines)
 
     def route(self, page: SourcePage) -> Route:
+        if page.refused is not None:  # kept from every engine (providers/guard.py)
+            return Route(None, skip_reason(page.refused))
         if not isinstance(page, PdfPage):
             reason = "image page"
         elif (problem := text_layer_problem(page.pdf_page)) is None:

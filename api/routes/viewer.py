@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from docground.ingest.providers import open_source
+from docground.ingest.providers import PageLimits, open_source
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from PIL import Image
@@ -36,7 +36,7 @@ def page_image(document_id: str, page: int, request: Request, dpi: int = Query(1
         raise NotFound(f"document {document_id!r} does not exist")
     if not 1 <= page <= max(doc.pages_total, 1):
         raise NotFound(f"document {document_id!r} has no page {page}")
-    png = _render(str(path), page, dpi)
+    png = _render(str(path), page, dpi, PageLimits.from_settings(request.app.state.settings))
     if boxes:
         png = _draw(png, parse_boxes(boxes))
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
@@ -74,8 +74,8 @@ def parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
 
 
 @lru_cache(maxsize=PAGES_CACHED)
-def _render(path: str, page: int, dpi: int) -> bytes:
-    source = open_source(Path(path).read_bytes())
+def _render(path: str, page: int, dpi: int, limits: PageLimits) -> bytes:
+    source = open_source(Path(path).read_bytes(), limits)
     try:
         if page > source.page_count:
             raise NotFound(f"the document has no page {page}")

@@ -5,6 +5,11 @@ from typing import Protocol
 
 from PIL import Image
 
+from docground.errors import DocgroundError
+
+# A refused page's layout reason starts with this: the page was kept from the engines, not read.
+SKIPPED = "skipped"
+
 
 class SourcePage(Protocol):
     """One page as a viewer displays it (rotation applied), sized in PDF points."""
@@ -12,9 +17,11 @@ class SourcePage(Protocol):
     number: int  # 1-based
     width_pt: float
     height_pt: float
+    refused: DocgroundError | None  # why the page must not be read (providers/guard.py), or None
 
     def render(self, dpi: int) -> Image.Image:
-        """The page as an RGB image at about this resolution, in display orientation."""
+        """The page as an RGB image at about this resolution (less for huge pages or short memory), in
+        display orientation; raises `refused` for a refused page."""
         ...
 
 
@@ -27,3 +34,12 @@ class Source(Protocol):
     def page(self, number: int) -> SourcePage: ...
 
     def close(self) -> None: ...
+
+
+def skip_reason(refused: DocgroundError) -> str:
+    """The layout reason of a refused page; it keeps the error's code for the document's verdict."""
+    return f"{SKIPPED} ({refused.code}): {refused.message}"
+
+
+def is_skipped(reason: str) -> bool:
+    return reason.startswith(f"{SKIPPED} (")

@@ -5,6 +5,7 @@ import filetype
 from docground.errors import EmptyFile, UnsupportedFileType
 
 from .base import Source
+from .guard import PageLimits
 from .image import ImageSource
 from .pdf import PdfSource
 
@@ -26,6 +27,7 @@ def sniff_kind(data: bytes) -> str:
     raise UnsupportedFileType(f"found {found}; supported: {SUPPORTED}")
 
 
-def open_source(data: bytes) -> Source:
+def open_source(data: bytes, limits: PageLimits | None = None) -> Source:
+    """The file's pages, within the limits (too many pages, images too large: a DocgroundError)."""
     kind = sniff_kind(data)
-    return PdfSource(data) if kind == "pdf" else ImageSource(data, kind)
+    return PdfSource(data, limits) if kind == "pdf" else ImageSource(data, kind, limits)

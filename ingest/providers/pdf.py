@@ -5,18 +5,26 @@ from collections.abc import Iterator
 import pymupdf
 from PIL import Image
 
-from docground.errors import CorruptFile, EncryptedFile
+from docground.errors import CorruptFile, DocgroundError, EncryptedFile, TooManyPages
+
+from .guard import PageLimits, PageProbe
+
+LETTER = (612.0, 792.0)  # the size given to a refused page whose own size cannot be read safely
 
 
 class PdfPage:
-    def __init__(self, page: pymupdf.Page):
+    refused = None
+
+    def __init__(self, page: pymupdf.Page, limits: PageLimits):
         self.pdf_page = page
+        self.limits = limits
         self.number = page.number + 1
         self.width_pt = float(page.rect.width)
         self.height_pt = float(page.rect.height)
 
     def render(self, dpi: int) -> Image.Image:
-        pix = self.pdf_page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
+        zoom = dpi / 72 * self.limits.render_scale(self.width_pt * dpi / 72, self.height_pt * dpi / 72)
+        pix = self.pdf_page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), alpha=False, colorspace=pymupdf.csRGB)
         return Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
 
     def text_in(self, box: tuple[float, float, float, float]) -> str:
@@ -34,10 +42,23 @@ class PdfPage:
         return " ".join(t[2] for t in inside)
 
 
+class RefusedPage:
+    """A page the guard kept from the engines: its size and why; it cannot be rendered."""
+
+    def __init__(self, number: int, size: tuple[float, float], refused: DocgroundError):
+        self.number = number
+        self.width_pt, self.height_pt = size
+        self.refused = refused
+
+    def render(self, dpi: int) -> Image.Image:
+        raise self.refused
+
+
 class PdfSource:
     kind = "pdf"
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, limits: PageLimits | None = None):
+        self.limits = limits or PageLimits()
         try:
             self.doc = pymupdf.open(stream=data, filetype="pdf")
         except Exception as exc:  # MuPDF raises its own types for every kind of damage
@@ -47,14 +68,41 @@ class PdfSource:
             raise EncryptedFile("the PDF is password-protected")
         self.page_count = self.doc.page_count
         if self.page_count == 0:
+            self.doc.close()
             raise CorruptFile("the PDF has no pages")
+        if self.page_count > self.limits.max_pages:
+            self.doc.close()
+            raise TooManyPages(f"the document has {self.page_count} pages; the limit is {self.limits.max_pages} "
+                               "(DOCGROUND_MAX_PAGES)")
+        self.probe = PageProbe(self.doc, self.limits) if self.limits.time_s > 0 else None
 
-    def page(self, number: int) -> PdfPage:
-        return PdfPage(self.doc[number - 1])
+    def page(self, number: int) -> PdfPage | RefusedPage:
+        if not 1 <= number <= self.page_count:
+            raise IndexError(f"page {number} of {self.page_count}")
+        refused = self.probe.refusal(number) if self.probe is not None else None
+        if refused is not None:
+            return RefusedPage(number, self._size(number), refused)
+        try:
+            return PdfPage(self.doc.load_page(number - 1), self.limits)
+        except Exception as exc:  # only without the probe: with it, such a page is refused above
+            raise CorruptFile(f"page {number} could not be read: {exc}") from exc
 
-    def pages(self) -> Iterator[PdfPage]:
+    def pages(self) -> Iterator[PdfPage | RefusedPage]:
         for i in range(self.page_count):
             yield self.page(i + 1)
 
     def close(self) -> None:
+        if self.probe is not None:
+            self.probe.close()
         self.doc.close()
+
+    def _size(self, number: int) -> tuple[float, float]:
+        """A refused page's size as displayed, from its dictionary alone (the page itself is not loaded)."""
+        try:
+            box = self.doc.page_cropbox(number - 1)
+            kind, rotation = self.doc.xref_get_key(self.doc.page_xref(number - 1), "Rotate")
+            turned = kind == "int" and int(rotation) % 180 == 90
+            size = (float(box.height), float(box.width)) if turned else (float(box.width), float(box.height))
+        except Exception:  # a refused page's dictionary may be as broken as its content
+            return LETTER
+        return size if size[0] > 0 and size[1] > 0 else LETTER
