@@ -14,13 +14,15 @@ engine and parses two warm-up pages before it takes a task, then touches home/wa
 
 from __future__ import annotations
 
+import io
+
 import os
 import time
 import traceback
 
 from celery.signals import worker_ready
 
-from docground.ingest.providers.image import ImagePage
+from docground.ingest.providers import open_source
 from docground.ingest.routing import Router
 from docground.ingest.schema import PageLayout
 from docground.service import Docground
@@ -73,6 +75,8 @@ tasks.SERVICE_FACTORY = scaleout_service
 
 @worker_ready.connect
 def _warm(sender=None, **_) -> None:
+    if not str(getattr(sender, "hostname", "")).startswith("gpu"):
+        return  # the CPU worker must not load the vision model (it would take a GPU's memory)
     if not type(getattr(sender, "pool", None)).__module__.endswith(".solo"):
         return  # the CPU worker (prefork) runs no engine
     from PIL import Image
@@ -81,7 +85,11 @@ def _warm(sender=None, **_) -> None:
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         service = tasks.worker_service()
-        pages = [ImagePage(n, Image.new("RGB", (1191, 1684), "white"), 144.0) for n in (1, 2)]
+        buf = io.BytesIO()
+        Image.new("RGB", (1191, 1684), "white").save(buf, format="TIFF", dpi=(144, 144), save_all=True,
+                                                      append_images=[Image.new("RGB", (1191, 1684), "white")])
+        source = open_source(buf.getvalue())
+        pages = [source.page(n) for n in (1, 2)]
         service.router.ocr.parse_many(pages, "warm-up")
         getattr(service.router.ocr, "backend", None)  # raises if the engine could not load
     except Exception:

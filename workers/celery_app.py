@@ -69,6 +69,9 @@ def configure(app: Celery, settings: Settings) -> Celery:
         broker_heartbeat=0,
         worker_cancel_long_running_tasks_on_connection_loss=False,  # they finish; their results are durable
         worker_hijack_root_logger=False,
+        # In-process vLLM needs the real stdout (its engine core calls sys.stdout.fileno()); Celery's
+        # default swaps it for a logging proxy, and the GPU worker's engine then fails to start.
+        worker_redirect_stdouts=False,
     )
     return app
 
