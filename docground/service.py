@@ -325,7 +325,7 @@ class Docground:
         validate_kb_name(kb)
         if self.registry.get_kb(kb) is None:
             raise NotFound(f"knowledge base {kb!r} does not exist")
-        dense = self.embedder.embed([question])[0]
+        dense = self.embedder.embed_query(question)
         return self.store(kb).search(dense, sparse.query_vector(question), top_k)
 
     def query(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> QueryResponse:
