@@ -54,7 +54,7 @@ LABEL_KINDS: dict[str, BlockKind] = {
 _BOX = re.compile(r"\[([^\[\]]*)\]")
 _OPEN_BOX = re.compile(r"\[[^\[\]]*$")
 _STRAY_TAG = re.compile(r"<\|/?(?:ref|det|grounding)\|>")
-_DANGLING_TAG = re.compile(r"<\|[a-z/_]*\|?$")
+_DANGLING_TAG = re.compile(r"<(?:\|[a-z/_]*\|?)?$")  # cut inside a tag, as early as its "<"
 _EXTRA_NEWLINES = re.compile(r"\n{3,}")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+")
 
@@ -71,7 +71,9 @@ def strip_eos(text: str) -> str:
 
 def clean_content(text: str) -> str:
     """A block's markdown as the authors post-process it, minus any grounding tags left inside it."""
-    text = _STRAY_TAG.sub("", strip_eos(text))
+    # Until nothing changes: removing "<|ref|>" from "<<|ref|>|ref|>" forms another tag (or an EOS).
+    while (cleaned := _STRAY_TAG.sub("", strip_eos(text))) != text:
+        text = cleaned
     text = _DANGLING_TAG.sub("", text)  # a tag the model spelled out in plain tokens and did not finish
     text = text.replace("\\coloneqq", ":=").replace("\\eqqcolon", "=:")
     return _EXTRA_NEWLINES.sub("\n\n", text).strip()
