@@ -86,6 +86,9 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
                 bar.advance(overall)
                 if not as_json:
                     _print_result(result)
+            if any(r.status == "ready" for r in results):
+                bar.add_task("indexing vectors", total=None)
+                service.optimize(kb)  # this process answers no queries, so it can take the time
     except DocgroundError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
@@ -209,6 +212,20 @@ def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbO
         pages = sorted({s.page for s in ch.spans})
         snippet = " ".join(ch.text.split())[:160]
         out.print(f"  {ch.score:.3f} {ch.filename} p.{','.join(map(str, pages))}: {snippet}")
+
+
+@app.command()
+def optimize(kb: KbOption, home: HomeOption = None) -> None:
+    """Build the vector index of a knowledge base's embedded store (run it where no queries are served)."""
+    service = _service(home)
+    try:
+        changed = service.optimize(kb)
+    except DocgroundError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        service.close()
+    out.print("vector index built" if changed else "vector index already up to date")
 
 
 @app.command()

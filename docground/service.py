@@ -343,6 +343,15 @@ class Docground:
             return iter([("done", extractive_answer(question, hits, self.text_layer).model_dump(mode="json"))])
         return generator.stream(question, hits)
 
+    def optimize(self, kb: str) -> bool:
+        """Index the knowledge base's vectors for fast search (embedded store; a server does this itself).
+        Blocks this process for seconds to minutes on large stores, queries included: call it where no
+        queries are served (the CLI's ingest ends with it; `docground optimize` runs it on demand)."""
+        validate_kb_name(kb)
+        if self.registry.get_kb(kb) is None:
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        return self.store(kb).optimize()
+
     def close(self) -> None:
         with self._lock:
             for store in self._stores.values():

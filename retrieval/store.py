@@ -52,6 +52,10 @@ class ChunkStore(Protocol):
 
     def count(self, document_id: str | None = None) -> int: ...
 
+    def optimize(self) -> bool:
+        """Build the vector index of segments that have grown big enough (True when anything changed)."""
+        ...
+
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
@@ -124,6 +128,12 @@ class EdgeStore:
             return int(self.shard.count(self.q.CountRequest(filter=self._doc_filter(
                 [document_id] if document_id else None))))
 
+    def optimize(self) -> bool:
+        # Holds the GIL throughout (seconds per ten thousand new points): every other thread of the process
+        # waits, so only a process that answers no queries should call it.
+        with self._lock:
+            return bool(self.shard.optimize())
+
     def flush(self) -> None:
         with self._lock:
             self.shard.flush()
@@ -189,6 +199,9 @@ class ServerStore:
     def count(self, document_id: str | None = None) -> int:
         flt = self._doc_filter([document_id]) if document_id else None
         return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def optimize(self) -> bool:
+        return False  # a server runs its own optimizers
 
     def flush(self) -> None:
         return None  # the server persists on write

@@ -82,3 +82,18 @@ def test_sparse_terms():
     assert sparse.terms("한국어 문서") == ["한국", "국어", "문서"]
     ids, values = sparse.document_vector("apple apple banana")
     assert len(ids) == 2 and values[ids.index(sparse.term_id("apple"))] > values[ids.index(sparse.term_id("banana"))]
+
+
+def test_optimize_builds_the_index_and_search_still_finds_everything(tmp_path):
+    dim, n = 384, 20000  # segments are indexed once they pass Qdrant's size threshold (in kB)
+    vectors = np.random.default_rng(1).normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    s = EdgeStore(tmp_path / "edge", dim)
+    s.upsert([IndexedChunk(f"00000000-0000-0000-0000-{i:012d}", v.tolist(), ([1], [1.0]),
+                           {"document_id": "d", "text": f"text number {i}"}) for i, v in enumerate(vectors)])
+    assert s.optimize() is True
+    assert s.optimize() is False  # nothing left to do
+    assert s.count() == n
+    hits = s.search(vectors[12345], ([], []), limit=1)
+    assert hits[0].payload["text"] == "text number 12345"
+    s.close()
