@@ -43,14 +43,11 @@ def worker_service() -> Docground:
 
 
 def page_queue(router, engine) -> str:
-    """The queue for pages an engine reads: the vision model's pages go to `gpu`, the rest to `cpu`.
-    An engine names its queue with a `queue` attribute; without one, DeepSeek-OCR-2 engines are `gpu`."""
-    if engine is None or engine is router.textlayer:
+    """The queue for pages an engine reads: an engine that needs a GPU says so (`queue = "gpu"`);
+    everything else (text layer, Tesseract) runs on the `cpu` queue."""
+    if engine is None:
         return CPU_QUEUE
-    named = getattr(engine, "queue", None)
-    if named in (CPU_QUEUE, GPU_QUEUE):
-        return named
-    return GPU_QUEUE if "deepseek" in str(getattr(engine, "name", "")).lower() else CPU_QUEUE
+    return GPU_QUEUE if getattr(engine, "queue", CPU_QUEUE) == GPU_QUEUE else CPU_QUEUE
 
 
 def page_batches(service: Docground, job_id: str) -> list[tuple[str, list[int]]]:

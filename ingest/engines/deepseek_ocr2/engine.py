@@ -51,6 +51,7 @@ class _PageTrail:
 class DeepseekOcr2Engine:
     name = "deepseek-ocr2"
     version = "1"
+    queue = "gpu"  # its pages go to the GPU workers (an endpoint backend works from any worker too)
 
     def __init__(self, backend: Backend | Callable[[], Backend], fallback: PageEngine | None = None,
                  attempts: tuple[Attempt, ...] | None = None, max_side: int = MAX_SIDE, pages_at_once: int = 64):
