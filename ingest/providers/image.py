@@ -84,7 +84,7 @@ class ImageSource:
             raise
         except Image.DecompressionBombError as exc:  # PIL's own guard, at twice the limit
             raise ImageTooLarge(f"the image is over the limit of {self.limits.image_pixels:,} pixels "
-                                f"(DOCGROUND_MAX_IMAGE_PIXELS): {exc}") from exc
+                                "(DOCGROUND_MAX_IMAGE_PIXELS)") from exc
         except Exception as exc:  # decoders raise many types on damaged input; all mean the same
             raise CorruptFile(f"the image could not be decoded: {exc}") from exc
         if not self._pages:
