@@ -331,6 +331,20 @@ def test_a_page_that_crashes_the_reader_is_refused_and_the_next_page_is_read(mon
     source.close()
 
 
+def test_without_a_process_to_check_in_pages_are_read_unchecked(monkeypatch):
+    forks = []
+
+    def no_fork():
+        forks.append(1)
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(guard.os, "fork", no_fork)
+    source = open_source(small_pdf("no fork", pages=2))
+    assert [p.refused for p in source.pages()] == [None, None] and len(forks) == 1
+    assert source.page(2).render(72).size == (595, 842)  # A4 at 72 DPI
+    source.close()
+
+
 def test_a_slow_page_costs_the_time_limit_once_and_leaves_no_process_behind():
     before = child_processes()
     source = open_source(form_bomb_pdf(readable_page=True), PageLimits(time_s=1.0))

@@ -8,8 +8,8 @@ child runs it through MuPDF's bbox device (the interpretation that text extracti
 without their output) under an address-space limit, and the parent kills the child when a page runs
 past the time limit. A page that runs too long, needs too much memory, holds an image over the pixel
 limit, or breaks or crashes MuPDF is refused with the reason; the rest of the document is read as
-usual. The child checks a window of pages ahead of the caller: a document costs one fork per opened
-source and about half a millisecond a page.
+usual. The child checks a window of pages ahead of the caller, beside the parse: a document costs one
+fork per opened source and a couple of milliseconds of the child's time a page (bench/hostile.py).
 
 Renders are bounded too: a page is rendered at most `render_pixels` large (a 200 x 200 inch poster at a
 lower DPI), and smaller still when the machine's available memory is short.
@@ -17,6 +17,7 @@ lower DPI), and smaller still when the machine's available memory is short.
 
 from __future__ import annotations
 
+import logging
 import os
 import resource
 import signal
@@ -30,6 +31,8 @@ from multiprocessing.connection import Connection
 import pymupdf
 
 from docground.errors import DocgroundError, ImageTooLarge, PageTimeout, PageUnreadable
+
+log = logging.getLogger("docground.ingest")
 
 WINDOW = 64  # pages the child checks ahead of the one asked for
 BYTES_PER_PIXEL = 3  # renders are RGB
@@ -98,15 +101,21 @@ class PageProbe:
         self._asked: deque[int] = deque()  # pages the child was asked for and has not answered yet
         self._since = 0.0  # when the child began the first of them
         self._finalizer: weakref.finalize | None = None
+        self._unavailable = False
 
     def refusal(self, number: int) -> DocgroundError | None:
         while number not in self.refusals:
-            if self._child is None:
-                self._start()
-            if number not in self._asked:
-                self._ask([n for n in range(number, min(number + WINDOW, self.doc.page_count + 1))
-                           if n not in self.refusals and n not in self._asked])
-            self._receive()
+            if self._unavailable or (self._child is None and not self._start()):
+                return None  # no process to check in: the page is read unchecked, as with time_s = 0
+            try:
+                if number not in self._asked:
+                    self._ask([n for n in range(number, min(number + WINDOW, self.doc.page_count + 1))
+                               if n not in self.refusals and n not in self._asked])
+                self._receive()
+            except (EOFError, OSError):  # the child died, on the page it had begun
+                page = self._asked[0] if self._asked else number
+                self.refusals[page] = PageUnreadable(f"page {page} crashed the PDF reader")
+                self.close()
         return self.refusals[number]
 
     def close(self) -> None:
@@ -116,10 +125,17 @@ class PageProbe:
         self._asked.clear()
 
     # ---- the parent's side
-    def _start(self) -> None:
+    def _start(self) -> bool:
         self.close()
         ours, theirs = Pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # out of processes, or strict overcommit refusing a large process's copy
+            log.warning("page check unavailable, reading this document's pages unchecked: %s", exc)
+            ours.close()
+            theirs.close()
+            self._unavailable = True
+            return False
         if pid == 0:  # the child: check pages until told to stop, never return into the caller's code
             try:
                 ours.close()
@@ -129,6 +145,7 @@ class PageProbe:
         theirs.close()
         self._child = (pid, ours)
         self._finalizer = weakref.finalize(self, _stop_child, pid, ours)
+        return True
 
     def _ask(self, numbers: list[int]) -> None:
         if not self._asked:
@@ -138,22 +155,19 @@ class PageProbe:
 
     def _receive(self) -> None:
         """One answer from the child, or the verdict on the page it is stuck on."""
-        pid, conn = self._child
+        _, conn = self._child
         page = self._asked[0]
         left = self.limits.time_s - (time.monotonic() - self._since)
-        try:
-            if left > 0 and conn.poll(left):
-                number, refusal = conn.recv()
-                self._asked.popleft()
-                self.refusals[number] = refusal
-                # Lenient: the child may have begun the next page before this answer was read.
-                self._since = time.monotonic()
-                return
-            self.refusals[page] = PageTimeout(
-                f"reading page {page} took longer than {self.limits.time_s:g} s (DOCGROUND_PAGE_TIME_LIMIT_S)")
-        except (EOFError, OSError):
-            self.refusals[page] = PageUnreadable(f"page {page} crashed the PDF reader")
-        self.close()  # a stuck or dead child; the next page gets a new one
+        if left > 0 and conn.poll(left):
+            number, refusal = conn.recv()
+            self._asked.popleft()
+            self.refusals[number] = refusal
+            # Lenient: the child may have begun the next page before this answer was read.
+            self._since = time.monotonic()
+            return
+        self.refusals[page] = PageTimeout(
+            f"reading page {page} took longer than {self.limits.time_s:g} s (DOCGROUND_PAGE_TIME_LIMIT_S)")
+        self.close()  # a stuck child; the next page gets a new one
 
 
 def _stop_child(pid: int, conn: Connection) -> None:
