@@ -22,13 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from docground.errors import DocgroundError  # noqa: E402
-from docground.ingest.chunking import ChunkerConfig  # noqa: E402
-from docground.ingest.pipeline import Pipeline  # noqa: E402
-from docground.ingest.providers import PageLimits  # noqa: E402
-from docground.ingest.routing import Router  # noqa: E402
-from tests import hostile_files as hostile  # noqa: E402
-from tests.pdfgen import two_column_pdf  # noqa: E402
+from docground.ingest.chunking import ChunkerConfig
+from docground.ingest.pipeline import Pipeline
+from docground.ingest.providers import PageLimits
+from docground.ingest.routing import Router
+
+from docground.errors import DocgroundError
+from tests import hostile_files as hostile
+from tests.pdfgen import two_column_pdf
 
 CORPUS = ROOT.parent / "shared" / "eval" / "corpus" / "docs"
 

@@ -11,7 +11,8 @@ import zlib
 import pymupdf
 from PIL import Image
 
-SECRET_SCRIPT = "app.alert('scripted payload 7f3a')"
+SCRIPT_MARKER = "scripted payload 7f3a"
+SECRET_SCRIPT = f"app.alert('{SCRIPT_MARKER}')"
 ATTACHMENT_TEXT = b"attachment payload 9c41 must not be indexed"
 VISIBLE_TEXT = "Harbour tides recorded by the lighthouse keeper every evening."
 
@@ -195,8 +196,8 @@ def font_bomb_pdf(inflated_mb: int = 200) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R /Resources << /Font << /Helv 5 0 R >> >> >>",
         stream("", text_content("Text in a font that inflates to hundreds of megabytes")),
         b"<< /Type /Font /Subtype /TrueType /BaseFont /Bomb /FirstChar 32 /LastChar 126 /FontDescriptor 6 0 R >>",
-        b"<< /Type /FontDescriptor /FontName /Bomb /Flags 32 /FontBBox [0 0 1000 1000] /ItalicAngle 0 /Ascent 800 "
-        b"/Descent -200 /CapHeight 700 /StemV 80 /FontFile2 7 0 R >>",
+        (b"<< /Type /FontDescriptor /FontName /Bomb /Flags 32 /FontBBox [0 0 1000 1000] /ItalicAngle 0 /Ascent 800 "
+         b"/Descent -200 /CapHeight 700 /StemV 80 /FontFile2 7 0 R >>"),
         stream("/Filter /FlateDecode", font),
     ])
 

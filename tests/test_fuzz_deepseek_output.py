@@ -10,9 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from docground.ingest.engines.deepseek_ocr2.output import (
     BOX_SCALE,
     LABEL_KINDS,
@@ -26,10 +23,12 @@ from docground.ingest.engines.deepseek_ocr2.schema import FINISH_LENGTH, FINISH_
 from docground.ingest.engines.deepseek_ocr2.validate import problems
 from docground.ingest.geometry import normalize, union
 from docground.ingest.schema import BlockKind
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(120)
 
-WORDS = ("harbour tide keeper ledger cargo quay crane vessel 港口 潮汐 항구 ñandú zürich façade").split()
+WORDS = ["harbour", "tide", "keeper", "ledger", "cargo", "quay", "crane", "vessel", "港口", "潮汐", "항구", "ñandú", "zürich", "façade"]
 TEXT_LABELS = [label for label, kind in LABEL_KINDS.items() if kind not in (BlockKind.figure, BlockKind.table)]
 
 
