@@ -66,7 +66,11 @@ class PdfSource:
         if self.doc.needs_pass and not self.doc.authenticate(""):
             self.doc.close()
             raise EncryptedFile("the PDF is password-protected")
-        self.page_count = self.doc.page_count
+        try:
+            self.page_count = self.doc.page_count  # a broken page tree fails here, not when opened
+        except Exception as exc:
+            self.doc.close()
+            raise CorruptFile(f"the PDF's page tree is broken: {exc}") from exc
         if self.page_count == 0:
             self.doc.close()
             raise CorruptFile("the PDF has no pages")
