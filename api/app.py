@@ -14,8 +14,7 @@ from docground.settings import Settings, get_settings
 from .auth import BodySizeLimit, Keys, RateLimiter, guard
 from .errors import install_error_handlers
 from .metrics import install_metrics
-from .routes import health, kbs, query, viewer
-from .routes import documents
+from .routes import documents, health, kbs, query, viewer
 
 
 def create_app(settings: Settings | None = None, service: Docground | None = None) -> FastAPI:

@@ -97,7 +97,8 @@ class MetricsMiddleware(BaseHTTPMiddleware):
 
 
 def install_metrics(app: FastAPI) -> None:
-    service = lambda: getattr(app.state, "service", None)
+    def service():
+        return getattr(app.state, "service", None)
     app.state.metrics = Metrics(lambda: service().registry if service() is not None else None)
     app.add_middleware(MetricsMiddleware)
 

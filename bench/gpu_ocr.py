@@ -195,7 +195,6 @@ def system_vllm_bare(args) -> dict:
 
 def system_transformers(args) -> dict:
     import torch
-    from docground.ingest.engines.deepseek_ocr2.backend_transformers import TransformersBackend
     from transformers import (
         DeepseekOcr2Config,
         DeepseekOcr2ForConditionalGeneration,
@@ -203,6 +202,8 @@ def system_transformers(args) -> dict:
         PreTrainedTokenizerFast,
     )
     from transformers.models.deepseek_ocr2 import DeepseekOcr2ImageProcessor
+
+    from docground.ingest.engines.deepseek_ocr2.backend_transformers import TransformersBackend
 
     t0 = time.perf_counter()
     tok = PreTrainedTokenizerFast(tokenizer_file=str(Path(args.model) / "tokenizer.json"),

@@ -22,12 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from docground.errors import DocgroundError
 from docground.ingest.chunking import ChunkerConfig
 from docground.ingest.pipeline import Pipeline
 from docground.ingest.providers import PageLimits
 from docground.ingest.routing import Router
-
-from docground.errors import DocgroundError
 from tests import hostile_files as hostile
 from tests.pdfgen import two_column_pdf
 

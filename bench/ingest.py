@@ -150,10 +150,11 @@ def main() -> None:
         ("pymupdf4llm.to_markdown(page_chunks=True)", peer, rate(theirs), rate(theirs, ("math",))),
     ]
     print()
-    print(f"| system | pages | seconds | pages/s | olmOCR-bench sample pass | excl. math |")
+    print("| system | pages | seconds | pages/s | olmOCR-bench sample pass | excl. math |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, secs, all_rate, no_math in rows:
-        fmt = (lambda r: f"{r[0]}/{r[1]} ({100 * r[0] / r[1]:.1f}%)" if r else "—")
+        def fmt(r):
+            return (f"{r[0]}/{r[1]} ({100 * r[0] / r[1]:.1f}%)" if r else "—")
         print(f"| {label} | {pages} | {secs:.1f} | {pages / secs:.2f} | {fmt(all_rate)} | {fmt(no_math)} |")
     print()
     types = sorted(set(ours) | set(theirs))

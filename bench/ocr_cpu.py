@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 from docground.ingest.engines.tesseract import TesseractEngine
 from docground.ingest.engines.textlayer import TextLayerEngine
 from docground.ingest.providers import open_source
-
 from tests.conftest import CORPUS
 from tests.pdfgen import image_only_pdf, prose_pdf
 

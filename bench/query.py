@@ -25,9 +25,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 from docground.retrieval import sparse
 from docground.retrieval.store import IndexedChunk
-
 from docground.service import Docground
 from docground.settings import Settings
 
@@ -155,6 +155,7 @@ def timed(fn, items) -> list[float]:
 class Server:
     def __init__(self, service: Docground):
         import uvicorn
+
         from docground.api.app import create_app
 
         self.sock = socket.socket()

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import CORPUS
-from docground.retrieval import answers
 
+from docground.retrieval import answers
 from docground.service import Docground
 from docground.settings import Settings
 

@@ -15,7 +15,6 @@ engine and parses two warm-up pages before it takes a task, then touches home/wa
 from __future__ import annotations
 
 import io
-
 import os
 import time
 import traceback

@@ -15,11 +15,11 @@ import numpy as np
 from .api.models import IngestResult, QueryResponse
 from .errors import DocgroundError, NotFound
 from .ingest.chunking import ChunkerConfig
+from .ingest.engines.factory import build_router
 from .ingest.pipeline import Pipeline, ProgressCallback, document_id, file_sha256
 from .ingest.processors.figures import save_figure_crops
 from .ingest.providers import PageLimits
 from .ingest.providers.names import safe_filename
-from .ingest.engines.factory import build_router
 from .ingest.routing import Router
 from .ingest.schema import Chunk, PageLayout
 from .registry import Document, Job, Page, Registration, Registry, validate_kb_name

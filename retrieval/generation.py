@@ -19,8 +19,8 @@ from itertools import pairwise
 
 import httpx
 import numpy as np
-from docground.api.models import QueryResponse
 
+from docground.api.models import QueryResponse
 from docground.errors import DocgroundError
 
 from .answers import STOPWORDS, Quote, chunk_out, cite, is_relevant, not_found, sentences, topic_terms

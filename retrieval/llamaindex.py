@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from docground.api.models import AnswerMode, ChunkOut, Citation, QueryResponse
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.response.schema import Response
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from docground.api.models import AnswerMode, ChunkOut, Citation, QueryResponse
 
 GEOMETRY_KEYS = ["spans", "boxes", "boxes_pt", "page_size_pt", "page_sizes", "chunk_id", "document_id"]
 

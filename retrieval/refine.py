@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pymupdf
+
 from docground.ingest.engines.textlayer import FLAGS
 from docground.ingest.geometry import normalize, union
 from docground.ingest.schema import BBox

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import uvicorn
+
 from docground.api.app import create_app
 
 

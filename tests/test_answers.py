@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pymupdf
 import pytest
+
 from docground.retrieval.answers import extractive_answer, sentences
 from docground.retrieval.refine import TextLayer, quote_boxes
 from docground.retrieval.store import Hit

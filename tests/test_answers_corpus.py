@@ -7,6 +7,7 @@ import random
 import re
 
 import pymupdf
+
 from docground.api.models import Citation
 from docground.retrieval.answers import extractive_answer
 

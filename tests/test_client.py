@@ -7,9 +7,9 @@ import inspect
 import json
 
 import pytest
+
 from docground.api.client import AsyncDocgroundClient, DocgroundAPIError, DocgroundClient, _Calls
 from docground.api.models import KnowledgeBaseKey, QueryResponse
-
 from docground.service import Docground
 from docground.settings import Settings
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from docground.ingest.engines.deepseek_ocr2.output import (
     BOX_SCALE,
     LABEL_KINDS,
@@ -23,8 +26,6 @@ from docground.ingest.engines.deepseek_ocr2.schema import FINISH_LENGTH, FINISH_
 from docground.ingest.engines.deepseek_ocr2.validate import problems
 from docground.ingest.geometry import normalize, union
 from docground.ingest.schema import BlockKind
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import pymupdf
 import pytest
-from docground.ingest.chunking import ChunkerConfig
-from docground.ingest.pipeline import Pipeline
-from docground.ingest.providers import PageLimits
-from docground.ingest.routing import Router
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from docground.errors import DocgroundError
+from docground.ingest.chunking import ChunkerConfig
+from docground.ingest.pipeline import Pipeline
+from docground.ingest.providers import PageLimits
+from docground.ingest.routing import Router
 
 from .hostile_files import VISIBLE_TEXT, raw_pdf, scripted_pdf, stream, text_content
 from .pdfgen import rotated_pdf, two_column_pdf

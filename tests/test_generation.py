@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from docground.api.app import create_app
-from docground.retrieval.generation import LLMNotConfigured, LLMUnavailable
 from fastapi.testclient import TestClient
 
+from docground.api.app import create_app
+from docground.retrieval.generation import LLMNotConfigured, LLMUnavailable
 from docground.service import Docground
 from docground.settings import Settings
 

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from docground.api.app import create_app
-from docground.ingest.pipeline import document_id, file_sha256
-from docground.ingest.providers import PageLimits, guard, open_source
-from docground.ingest.providers.names import BIDI_CONTROLS
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from docground.api.app import create_app
 from docground.errors import ImageTooLarge, TooManyPages
+from docground.ingest.pipeline import document_id, file_sha256
+from docground.ingest.providers import PageLimits, guard, open_source
+from docground.ingest.providers.names import BIDI_CONTROLS
 from docground.registry import Document
 from docground.service import Docground
 from docground.settings import Settings

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from docground.api.client import DocgroundClient
-from docground.retrieval.llamaindex import DocgroundQueryEngine, DocgroundRetriever
 from llama_index.core.schema import MetadataMode
 
+from docground.api.client import DocgroundClient
+from docground.retrieval.llamaindex import DocgroundQueryEngine, DocgroundRetriever
 from docground.service import Docground
 from docground.settings import Settings
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from docground.api.app import create_app
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from docground.api.app import create_app
 from docground.registry import Document
 from docground.service import Docground
 from docground.settings import Settings

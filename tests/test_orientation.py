@@ -5,7 +5,13 @@ from PIL import Image, ImageDraw
 
 from docground.ingest.engines.tesseract import TESSDATA
 from docground.ingest.geometry import normalize
-from docground.ingest.processors.orientation import Upright, correction, detect_rotation, detect_skew, quarter_turn
+from docground.ingest.processors.orientation import (
+    Upright,
+    correction,
+    detect_rotation,
+    detect_skew,
+    quarter_turn,
+)
 
 from .pdfgen import two_column_pdf
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from docground.api.app import create_app
-from docground.api.auth import is_loopback
-from docground.api.cli import app as cli
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from docground.api.app import create_app
+from docground.api.auth import is_loopback
+from docground.api.cli import app as cli
 from docground.service import Docground
 from docground.settings import Settings
 

@@ -10,12 +10,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from docground.ingest.providers import PageLimits, open_source
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
 from docground.errors import InvalidRequest, NotFound
+from docground.ingest.providers import PageLimits, open_source
 
 router = APIRouter(tags=["viewer"])
 ASSETS = Path(__file__).resolve().parents[1] / "viewer"

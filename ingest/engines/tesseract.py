@@ -33,13 +33,13 @@ from tesserocr import OEM, PSM, RIL, PyTessBaseAPI, WritingDirection, iterate_le
 from docground.errors import InvalidRequest
 
 from ..builders import HANGUL_CHAR, TextLine, build_block, clean_line_text
+from ..classify import body_size, classify_block, mark_title
 from ..geometry import normalize
 from ..processors.orientation import Upright, correction, detect_rotation
 from ..processors.reading_order import reading_order
 from ..providers import SourcePage
 from ..schema import BBox, PageLayout
 from .base import block_id
-from ..classify import body_size, classify_block, mark_title
 
 TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
 DEFAULT_LANGUAGES = "eng"
