@@ -8,7 +8,9 @@ as the client (registers documents, dispatches them, reads progress from the reg
 scanned-page TIFFs (distinct synthetic A4 pages at 144 DPI, as bench/gpu_ocr.py renders them), so every
 page goes to the vision engine. Phase 1 runs with GPU worker 0 alone; phase 2 adds GPU worker 1 and runs
 new documents made of the same pages. pages/s = pages / (first dispatch -> last page parsed); the time
-until every document's chunks are embedded is reported beside it.
+until every document's chunks are embedded is reported beside it. Every GPU worker loads its engine at the
+start, in parallel (a worker beyond the first listens on a standby queue until its phase: the one-GPU phase
+is measured with the others idle), so the run fits one device call.
 
 Engines (bench/scaleout_worker.py): `vllm` = docground's DeepSeek-OCR-2 engine on in-process vLLM with dummy
 weights and fixed-length output (--tokens per page); `standin` = a sleeping stand-in, for a dry run of the
@@ -26,6 +28,7 @@ import argparse
 import io
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -33,6 +36,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # last: where docground is linked or installed elsewhere, that copy comes first
+STANDBY_QUEUE = "gpu-standby"
+_T0 = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """One line per step, at once: a device call cut off by its time limit still says how far it got."""
+    print(f"[{time.perf_counter() - _T0:6.1f} s] {message}", flush=True)
 
 
 def make_tiny_embedder(folder: Path) -> Path:
@@ -125,32 +135,52 @@ class Bench:
         self.workers.append(w)
         w.wait_ready(180)
 
-    def add_gpu_worker(self) -> float:
-        """Start GPU worker i on GPU i; returns seconds until its engine is loaded and warm."""
-        from tests.cluster import WorkerProcess, wait_until
+    def start_gpu_workers(self, count: int) -> list[float]:
+        """GPU worker i on GPU i, all loading their engines at once; worker 0 consumes the `gpu` queue, the
+        others a standby queue until activate(). Returns each worker's seconds until loaded and warm."""
+        from tests.cluster import WorkerProcess
 
-        i = len(self.gpu_workers)
-        env = {**self.env, "CUDA_VISIBLE_DEVICES": str(i), "OMP_NUM_THREADS": str(self.args.omp_threads)}
         t = time.perf_counter()
-        w = WorkerProcess(env, self.home, queues="gpu", pool="solo", app="bench.scaleout_worker", cwd=self.home,
-                          hostname=f"gpu{i}@%h").start()
-        self.workers.append(w)
-        self.gpu_workers.append(w)
+        for i in range(count):
+            # a compile cache per worker: two engines compiling at once must not share one
+            env = {**self.env, "CUDA_VISIBLE_DEVICES": str(i), "OMP_NUM_THREADS": str(self.args.omp_threads),
+                   "VLLM_CACHE_ROOT": str(self.home / f"vllm-cache-{i}")}
+            w = WorkerProcess(env, self.home, queues="gpu" if i == 0 else STANDBY_QUEUE, pool="solo",
+                              app="bench.scaleout_worker", cwd=self.home, hostname=f"gpu{i}@%h").start()
+            self.workers.append(w)
+            self.gpu_workers.append(w)
+        starts = {}
+        deadline = time.monotonic() + self.args.start_timeout
+        while len(starts) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"GPU workers {sorted(set(range(count)) - set(starts))} not warm after "
+                                   f"{self.args.start_timeout:.0f} s")
+            for i, w in enumerate(self.gpu_workers):
+                if i not in starts and self._warm(i, w):
+                    starts[i] = time.perf_counter() - t
+                    progress(f"GPU worker {i} loaded and warm in {starts[i]:.0f} s")
+            time.sleep(0.5)
+        return [starts[i] for i in range(count)]
 
-        def warm() -> bool:
-            failed = list((self.home / "warm").glob(f"gpu{i}@*.error"))
-            if w.proc.poll() is not None or failed:
-                detail = failed[0].read_text() if failed else ""
-                raise RuntimeError(f"GPU worker {i} could not start its engine: {detail}\n{w.log()[-6000:]}")
-            return (self.home / "warm").is_dir() and any(
-                not m.name.endswith(".error") for m in (self.home / "warm").glob(f"gpu{i}@*"))
+    def _warm(self, i: int, w) -> bool:
+        failed = list((self.home / "warm").glob(f"gpu{i}@*.error"))
+        if w.proc.poll() is not None or failed:
+            detail = failed[0].read_text() if failed else ""
+            raise RuntimeError(f"GPU worker {i} could not start its engine: {detail}\n{w.log()[-6000:]}")
+        return (self.home / "warm").is_dir() and any(
+            not m.name.endswith(".error") for m in (self.home / "warm").glob(f"gpu{i}@*"))
 
-        wait_until(warm, self.args.start_timeout, f"GPU worker {i} to load and warm its engine", 0.5)
-        return time.perf_counter() - t
+    def activate(self, count: int) -> None:
+        """GPU workers 1..count-1 start consuming the `gpu` queue (Celery's remote-control add_consumer)."""
+        names = [f"gpu{i}@{socket.gethostname()}" for i in range(1, count)]
+        if names:
+            replies = self.celery.control.add_consumer("gpu", destination=names, reply=True, timeout=10)
+            if len(replies) != len(names):
+                raise RuntimeError(f"add_consumer: asked {names}, answered {replies}")
+            progress(f"{', '.join(names)} now consume the gpu queue")
 
-    def run_phase(self, tag: str, docs: list[bytes]) -> dict:
+    def run_phase(self, tag: str, docs: list[bytes], gpu_workers: int) -> dict:
         from docground.workers.tasks import DOCUMENT_TASK
-
         from tests.cluster import wait_until
 
         registry = self.service.registry
@@ -168,14 +198,16 @@ class Bench:
         def parsed() -> bool:
             return sum(registry.document(d).pages_done for d in doc_ids) >= total
 
+        progress(f"{tag}: {len(docs)} documents, {total} pages dispatched")
         wait_until(parsed, self.args.phase_timeout, f"{tag}: every page parsed", 0.1)
         parse_s = time.perf_counter() - t0
+        progress(f"{tag}: every page parsed in {parse_s:.1f} s ({total / parse_s:.2f} pages/s)")
         wait_until(lambda: all(registry.job(j).stage in ("indexable", "done", "failed") for j in jobs),
                    self.args.phase_timeout, f"{tag}: every document embedded", 0.2)
         embedded_s = time.perf_counter() - t0
         tasks = [w.log()[o:].count("succeeded") for w, o in zip(self.gpu_workers, offsets, strict=True)]
         failed = [registry.document(d).error for d in doc_ids if registry.document(d).status == "failed"]
-        return {"phase": tag, "gpu_workers": len(self.gpu_workers), "documents": len(docs), "pages": total,
+        return {"phase": tag, "gpu_workers": gpu_workers, "documents": len(docs), "pages": total,
                 "parse_s": parse_s, "pages_per_s": total / parse_s, "embedded_s": embedded_s,
                 "tasks_per_worker": tasks, "failed": failed}
 
@@ -242,10 +274,13 @@ def main() -> None:
         results, starts = [], []
         try:
             bench.start_cpu_worker()
-            for n in range(1, args.gpus + 1):
-                starts.append(bench.add_gpu_worker())
-                if n == 1 or n == args.gpus:
-                    results.append(bench.run_phase(f"{n}gpu", scanned_documents(args.docs, args.pages, f"{n}gpu")))
+            progress("redis-server and the CPU worker are up; GPU workers loading")
+            starts = bench.start_gpu_workers(args.gpus)
+            for n in sorted({1, args.gpus}):
+                docs = scanned_documents(args.docs, args.pages, f"{n}gpu")
+                progress(f"{n}gpu: {len(docs)} documents rendered")
+                bench.activate(n)
+                results.append(bench.run_phase(f"{n}gpu", docs, n))
         finally:
             logs = {w.log_path.name: w.log() for w in bench.workers}
             bench.close()
