@@ -29,6 +29,7 @@ from .models import (
     DocumentAccepted,
     DocumentDeleted,
     DocumentList,
+    DocumentPages,
     DocumentStatus,
     KnowledgeBaseInfo,
     KnowledgeBaseKey,
@@ -128,6 +129,10 @@ class _Calls:
         return _Call("GET", f"/v1/documents/{document_id}", _model(DocumentStatus))
 
     @staticmethod
+    def document_pages(document_id: str) -> _Call[DocumentPages]:
+        return _Call("GET", f"/v1/documents/{document_id}/pages", _model(DocumentPages))
+
+    @staticmethod
     def documents(kb: str) -> _Call[list[DocumentStatus]]:
         return _Call("GET", f"/v1/knowledge-bases/{kb}/documents", lambda r: DocumentList(**r.json()).documents)
 
@@ -211,6 +216,10 @@ class DocgroundClient:
     def document(self, document_id: str) -> DocumentStatus:
         return self._run(_Calls.document(document_id))
 
+    def document_pages(self, document_id: str) -> DocumentPages:
+        """Each page's state and the engine that produced it, with the reason."""
+        return self._run(_Calls.document_pages(document_id))
+
     def documents(self, kb: str) -> list[DocumentStatus]:
         return self._run(_Calls.documents(kb))
 
@@ -292,6 +301,9 @@ class AsyncDocgroundClient:
 
     async def document(self, document_id: str) -> DocumentStatus:
         return await self._run(_Calls.document(document_id))
+
+    async def document_pages(self, document_id: str) -> DocumentPages:
+        return await self._run(_Calls.document_pages(document_id))
 
     async def documents(self, kb: str) -> list[DocumentStatus]:
         return await self._run(_Calls.documents(kb))

@@ -110,6 +110,21 @@ class DocumentList(BaseModel):
     documents: list[DocumentStatus]
 
 
+class PageInfo(BaseModel):
+    page: int = Field(description="1-based")
+    status: str = Field(description="pending, done or failed")
+    engine: str | None = Field(None, description="the engine that produced the page's layout")
+    engine_version: str | None = None
+    reason: str | None = Field(None, description="why that engine: the routing decision and any retries")
+    blocks: int = 0
+    error: str | None = None
+
+
+class DocumentPages(BaseModel):
+    document_id: str
+    pages: list[PageInfo]
+
+
 class DocumentDeleted(BaseModel):
     document_id: str
     deleted: bool = True

@@ -45,6 +45,9 @@ def test_sync_client_upload_wait_query_stream_and_page(server):
         status = dg.wait(accepted.document_id, timeout=300)
         assert status.status == "ready" and status.pages_total == 3 and status.chunks >= 3
         assert [d.document_id for d in dg.documents("sync")] == [accepted.document_id]
+        pages = dg.document_pages(accepted.document_id).pages
+        assert [p.page for p in pages] == [1, 2, 3] and {p.status for p in pages} == {"done"}
+        assert {p.engine for p in pages} == {"textlayer"} and all(p.reason and p.blocks > 0 for p in pages)
         answer = dg.query("sync", QUESTION, top_k=3, mode="extractive")
         assert isinstance(answer, QueryResponse) and NITRATE in [c.quote for c in answer.citations]
         (event,) = list(dg.query_stream("sync", QUESTION, top_k=3, mode="extractive"))

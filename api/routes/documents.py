@@ -23,7 +23,7 @@ from docground.errors import InvalidRequest, NotFound
 from docground.registry import Document, validate_kb_name
 from docground.workers.runner import make_runner
 
-from ..models import DocumentAccepted, DocumentDeleted, DocumentList, DocumentStatus
+from ..models import DocumentAccepted, DocumentDeleted, DocumentList, DocumentPages, DocumentStatus, PageInfo
 
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
@@ -77,6 +77,16 @@ async def upload(kb: str, request: Request, file: Annotated[UploadFile, File()],
 @router.get("/v1/documents/{document_id}", response_model=DocumentStatus)
 def get_document(document_id: str, request: Request) -> DocumentStatus:
     return status_of(_document(request, document_id))
+
+
+@router.get("/v1/documents/{document_id}/pages", response_model=DocumentPages)
+def document_pages(document_id: str, request: Request) -> DocumentPages:
+    """Each page's state, and which engine produced it and why (text layer, OCR, vision model, fallbacks)."""
+    doc = _document(request, document_id)
+    pages = request.app.state.service.registry.pages(doc.id)
+    return DocumentPages(document_id=doc.id, pages=[
+        PageInfo(page=p.page, status=p.status, engine=p.engine, engine_version=p.engine_version, reason=p.reason,
+                 blocks=p.blocks, error=p.error) for p in pages])
 
 
 @router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList)
