@@ -31,4 +31,4 @@ if [ "$ENGINE" = vllm ]; then
 fi
 set -o pipefail
 "$PY" bench/gpu_scaleout.py --engine "$ENGINE" "${MODEL[@]}" --out "$OUT" "$@" 2>&1 | tee "$OUT/scaleout_log.txt" \
-  | grep -v -E "Loading weights|Writing model shards"
+  | grep --line-buffered -v -E "Loading weights|Writing model shards"
