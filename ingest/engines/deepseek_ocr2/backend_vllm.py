@@ -49,6 +49,10 @@ class VllmBackend:
 
     def __init__(self, model: str, *, preprocess_workers: int | None = None, max_num_seqs: int = 256,
                  gpu_memory_utilization: float = 0.9, **engine_kwargs):
+        # vLLM forks its engine core by default; forked from a threaded host (a Celery worker with its broker
+        # threads, torch's CPU thread pool after the embedder loaded) the child can hang on a lock copied
+        # mid-hold, as it did in the GPU worker on the H100. Spawn starts it clean.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         from vllm import LLM
 
         self.engine_kwargs = {**ENGINE_DEFAULTS, "model": model, "max_num_seqs": max_num_seqs,
