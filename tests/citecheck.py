@@ -1,4 +1,5 @@
-"""Does a citation's quote lie under its boxes? Checked against the PDF's own text layer."""
+"""Does a citation's quote lie under its boxes? Checked against the PDF's own text layer. And the block
+invariants every engine's output keeps, whatever it was fed."""
 
 from __future__ import annotations
 
@@ -22,3 +23,12 @@ def quote_under_boxes(pdf: bytes, citation, threshold: float = 90.0) -> bool:
     under = " ".join(page.text_in(tuple(b)) for b in citation.boxes)
     quote = _norm(citation.quote)
     return bool(quote) and fuzz.partial_ratio(quote, _norm(under)) >= threshold
+
+
+def assert_block_on_page(block) -> None:
+    """Every box of the block lies on the page (0..1, x0 <= x1, y0 <= y1); every line's span lies inside the
+    block's text."""
+    for x0, y0, x1, y1 in [block.bbox] + [line.bbox for line in block.lines]:
+        assert 0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0
+    for line in block.lines:
+        assert 0 <= line.start < line.end <= len(block.markdown)

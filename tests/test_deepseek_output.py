@@ -17,6 +17,8 @@ from docground.ingest.engines.deepseek_ocr2.output import (
 )
 from docground.ingest.schema import BlockKind
 
+from .citecheck import assert_block_on_page
+
 RECORDED = Path("/work/shared/eval/dsocr2/news_902x565_grounding.txt")
 CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "eval" / "dsocr2" / RECORDED.name, RECORDED]
 
@@ -151,8 +153,4 @@ pieces = st.one_of(st.sampled_from(TAGS), st.integers(-5000, 5000).map(str), st.
 def test_any_output_parses_without_raising_and_boxes_stay_on_the_page(out):
     for grounded in (parse_grounded(out), parse_plain(out)):
         for block in to_blocks(grounded, 1, "d"):
-            for box in [block.bbox] + [ln.bbox for ln in block.lines]:
-                x0, y0, x1, y1 = box
-                assert 0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0
-            for ln in block.lines:
-                assert 0 <= ln.start < ln.end <= len(block.markdown)
+            assert_block_on_page(block)

@@ -27,6 +27,8 @@ from docground.ingest.engines.deepseek_ocr2.validate import problems
 from docground.ingest.geometry import normalize, union
 from docground.ingest.schema import BlockKind
 
+from .citecheck import assert_block_on_page
+
 pytestmark = pytest.mark.timeout(120)
 
 WORDS = ["harbour", "tide", "keeper", "ledger", "cargo", "quay", "crane", "vessel", "港口", "潮汐", "항구", "ñandú", "zürich", "façade"]
@@ -144,11 +146,7 @@ def test_damaged_output_keeps_the_engines_contract(drawn, steps, ended, layer_te
         if not ended:
             assert any("no EOS" in p for p in found)
         for block in to_blocks(parsed, 1, "doc"):
-            for box in [block.bbox] + [line.bbox for line in block.lines]:
-                x0, y0, x1, y1 = box
-                assert 0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0
-            for line in block.lines:
-                assert 0 <= line.start < line.end <= len(block.markdown)
+            assert_block_on_page(block)
             assert EOS_TEXT not in block.markdown and "<|ref|>" not in block.markdown
 
 
