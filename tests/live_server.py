@@ -1,4 +1,5 @@
-"""The real HTTP app on a real socket in a thread, for tests that need a browser or a network client."""
+"""The real HTTP app on a real socket in a thread, for tests that need a browser or a network client; and
+waiting on a document through the API, with that client or FastAPI's TestClient."""
 
 from __future__ import annotations
 
@@ -50,3 +51,14 @@ class Borrowed:
 
     def close(self) -> None:
         pass
+
+
+def wait_document(client, document_id: str, timeout_s: float = 60.0) -> dict:
+    """The document's status once it is ready or failed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/documents/{document_id}").json()
+        if body["status"] in ("ready", "failed"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"document {document_id} still {body['status']} after {timeout_s:.0f} s")

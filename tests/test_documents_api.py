@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from docground.api.app import create_app
 
+from .live_server import wait_document
 from .pdfgen import two_column_pdf
 
 
@@ -31,23 +31,13 @@ def upload(client, kb: str, data: bytes, name: str = "doc.pdf", key: str | None 
                        headers=headers)
 
 
-def wait_ready(client, document_id: str, timeout_s: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/documents/{document_id}").json()
-        if body["status"] in ("ready", "failed"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"document {document_id} not finished: {body}")
-
-
 def test_upload_status_list_query_delete(client, service):
     data, lines = two_column_pdf(pages=3, seed=31)
     r = upload(client, "kb", data, "paper.pdf")
     assert r.status_code == 202
     accepted = r.json()
     assert set(accepted) == {"document_id", "status"} and accepted["status"] in ("queued", "processing", "ready")
-    status = wait_ready(client, accepted["document_id"])
+    status = wait_document(client, accepted["document_id"])
     assert status["status"] == "ready", status
     assert status["filename"] == "paper.pdf" and status["pages_total"] == 3 and status["pages_done"] == 3
     assert status["chunks"] == service.store("kb").count(accepted["document_id"]) > 0
@@ -70,7 +60,7 @@ def test_upload_status_list_query_delete(client, service):
 def test_the_same_file_twice_is_one_document_and_no_new_chunks(client, service):
     data, _ = two_column_pdf(pages=2, seed=32)
     first = upload(client, "kb", data, "a.pdf").json()
-    wait_ready(client, first["document_id"])
+    wait_document(client, first["document_id"])
     count = service.store("kb").count()
     again = upload(client, "kb", data, "copy.pdf")
     assert again.status_code == 202 and again.json() == {"document_id": first["document_id"], "status": "ready"}
@@ -89,7 +79,7 @@ def test_idempotency_key_replays_and_refuses_another_file(client):
     assert r.status_code == 409 and r.json()["code"] == "idempotency_conflict"
     r = upload(client, "kb", other, key="x" * 300)
     assert r.status_code == 422 and r.json()["code"] == "invalid_request"
-    wait_ready(client, first["document_id"])
+    wait_document(client, first["document_id"])
 
 
 def test_events_stream_progress_then_done(client):
@@ -134,7 +124,7 @@ def test_an_unfinished_job_resumes_when_the_api_starts_again(settings, service):
     service.parse_pages(registration.job.id, [2])  # a batch finished before the crash
     no_rate_limit(settings)
     with TestClient(create_app(settings, service)) as c:
-        status = wait_ready(c, registration.document.id)
+        status = wait_document(c, registration.document.id)
     assert status["status"] == "ready" and status["pages_done"] == 3
 
 

@@ -48,6 +48,7 @@ from .hostile_files import (
     small_pdf,
     zip_bytes,
 )
+from .live_server import wait_document
 from .pdfgen import image_bytes, two_column_pdf
 
 pytestmark = pytest.mark.timeout(180)  # never a hang: a stuck case fails instead of blocking CI
@@ -214,22 +215,12 @@ def test_http_outcome(case: Case, client, service, good):
     if case.ends == "refused":
         assert body["code"] == case.code and body["message"]
         return
-    status = wait_finished(client, body["document_id"])
+    status = wait_document(client, body["document_id"], timeout_s=120)
     assert status["status"] == ("failed" if case.ends == "failed" else "ready"), status
     assert status["error_code"] == case.code
     if case.ends == "ready":
         assert status["chunks"] > 0 and status["error"] is None
         assert_safe_name(status["filename"])
-
-
-def wait_finished(client, doc_id: str, timeout_s: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/documents/{doc_id}").json()
-        if body["status"] in ("ready", "failed"):
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"document {doc_id} still {body['status']} after {timeout_s} s")
 
 
 def assert_safe_name(name: str) -> None:
@@ -252,7 +243,7 @@ def test_the_same_file_twice_returns_the_existing_document(service, client, good
 def test_viewer_renders_a_huge_page_within_the_limit_and_refuses_a_skipped_page(client, service):
     limits = PageLimits.from_settings(service.settings)
     poster = client.post(f"/v1/knowledge-bases/{ODD}-viewer/documents", files={"file": ("poster.pdf", poster_pdf())})
-    wait_finished(client, poster.json()["document_id"])
+    wait_document(client, poster.json()["document_id"], timeout_s=120)
     r = client.get(f"/v1/documents/{poster.json()['document_id']}/pages/1/image", params={"dpi": 300})
     assert r.status_code == 200
     width, height = Image.open(io.BytesIO(r.content)).size
@@ -261,7 +252,7 @@ def test_viewer_renders_a_huge_page_within_the_limit_and_refuses_a_skipped_page(
     bombed = client.post(f"/v1/knowledge-bases/{ODD}-viewer/documents",
                          files={"file": ("bombed.pdf", form_bomb_pdf(readable_page=True))})
     doc_id = bombed.json()["document_id"]
-    assert wait_finished(client, doc_id)["status"] == "ready"
+    assert wait_document(client, doc_id, timeout_s=120)["status"] == "ready"
     assert client.get(f"/v1/documents/{doc_id}/pages/1/image").status_code == 200
     started = time.monotonic()
     r = client.get(f"/v1/documents/{doc_id}/pages/2/image")
