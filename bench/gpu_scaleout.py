@@ -138,7 +138,7 @@ class Bench:
     def start_gpu_workers(self, count: int) -> list[float]:
         """GPU worker i on GPU i, all loading their engines at once; worker 0 consumes the `gpu` queue, the
         others a standby queue until activate(). Returns each worker's seconds until loaded and warm."""
-        from tests.cluster import WorkerProcess
+        from tests.cluster import WorkerProcess, wait_until
 
         t = time.perf_counter()
         for i in range(count):
@@ -149,17 +149,16 @@ class Bench:
                               app="bench.scaleout_worker", cwd=self.home, hostname=f"gpu{i}@%h").start()
             self.workers.append(w)
             self.gpu_workers.append(w)
-        starts = {}
-        deadline = time.monotonic() + self.args.start_timeout
-        while len(starts) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"GPU workers {sorted(set(range(count)) - set(starts))} not warm after "
-                                   f"{self.args.start_timeout:.0f} s")
+        starts: dict[int, float] = {}
+
+        def all_warm() -> bool:
             for i, w in enumerate(self.gpu_workers):
                 if i not in starts and self._warm(i, w):
                     starts[i] = time.perf_counter() - t
                     progress(f"GPU worker {i} loaded and warm in {starts[i]:.0f} s")
-            time.sleep(0.5)
+            return len(starts) == count
+
+        wait_until(all_warm, self.args.start_timeout, f"{count} GPU worker(s) to load and warm their engines", 0.5)
         return [starts[i] for i in range(count)]
 
     def _warm(self, i: int, w) -> bool:
