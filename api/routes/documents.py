@@ -84,9 +84,7 @@ def document_pages(document_id: str, request: Request) -> DocumentPages:
     """Each page's state, and which engine produced it and why (text layer, OCR, vision model, fallbacks)."""
     doc = _document(request, document_id)
     pages = request.app.state.service.registry.pages(doc.id)
-    return DocumentPages(document_id=doc.id, pages=[
-        PageInfo(page=p.page, status=p.status, engine=p.engine, engine_version=p.engine_version, reason=p.reason,
-                 blocks=p.blocks, error=p.error) for p in pages])
+    return DocumentPages(document_id=doc.id, pages=[PageInfo.model_validate(p, from_attributes=True) for p in pages])
 
 
 @router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList)
