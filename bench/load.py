@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from docground.settings import Settings
-from tests.cluster import RedisServer, WorkerProcess, cluster_env, free_port, long_pdf, wait_until
+from tests.cluster import RedisServer, WorkerProcess, cluster_env, long_pdf
+from tests.live_server import LiveServer
 
 QUESTIONS = ["Which section covers the redis broker?", "visibility timeout of the worker queue",
              "durable registry document status", "retry after a crash restart", "embedding vector index"]
@@ -49,40 +50,6 @@ class LoadResult:
     @property
     def pages_per_s(self) -> float:
         return self.pages / self.ingest_s if self.ingest_s else 0.0
-
-
-class ApiServer:
-    """`docground serve`'s app on a free port, in this process (which then owns the embedded store)."""
-
-    def __init__(self, settings: Settings):
-        import uvicorn
-
-        from docground.api.app import create_app
-
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ApiServer:
-        self.thread.start()
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(self.url + "/healthz", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(healthy, 120, "the API to be ready", 0.2)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,7 +159,7 @@ def local_stack(mode: str, home: Path, workers: int, concurrency: int):
         for _ in range(workers if redis else 0):
             procs.append(WorkerProcess(env, home.parent, queues="cpu,gpu", pool="prefork", cli=True,
                                        concurrency=concurrency).start())
-        api = ApiServer(settings).start()
+        api = LiveServer(settings).start()
         for p in procs:
             p.wait_ready()
     except BaseException:

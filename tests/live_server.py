@@ -14,15 +14,18 @@ from docground.api.app import create_app
 
 
 class LiveServer:
-    def __init__(self, settings, service):
+    """With `service`, the app borrows the caller's service; without, it builds its own, as `docground serve`
+    does (and this process then owns the embedded store)."""
+
+    def __init__(self, settings, service=None):
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        app = create_app(settings, Borrowed(service))
+        app = create_app(settings, Borrowed(service) if service is not None else None)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> LiveServer:
+    def start(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -34,10 +37,16 @@ class LiveServer:
             time.sleep(0.1)
         raise RuntimeError("the live server did not become ready")
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(timeout=30)
+        self.thread.join(timeout=60)  # an owned service closes its store on the way out
         self.sock.close()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 class Borrowed:
