@@ -20,13 +20,17 @@ On the GPU machine (vLLM from ../shared/tools/vllm-device/; model dir from its m
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
+import importlib.util
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,36 +83,103 @@ def render_pages(first: int, count: int) -> list:
         return pool.map(render_page, range(first, first + count), chunksize=4)
 
 
+RUN_DIR_ENV = "DGBENCH_RUN_DIR"  # not DOCGROUND_*: tests.cluster.cluster_env drops those from a worker's env
+STUBS_ENV = "DGBENCH_STUBS"
+# Stand-ins for what the GPU machine lacks; the benchmarks feed image pages only, so nothing really calls them.
+STAND_INS = {"pymupdf": "def __getattr__(name):\n    return 0\n",
+             "filetype": "def guess(data):\n    return None\n"}
+_OWNED: dict[str, int] = {}  # run folder -> the pid that made it (and alone removes it)
+
+
+def run_dir() -> Path:
+    """This run's temporary folder (the docground link farm, the stand-in modules), made by mkdtemp once per
+    run: child processes reuse it (DGBENCH_RUN_DIR), and the process that made it removes it at exit. Nothing
+    stays in /tmp for a later benchmark on the same machine to pick up."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and Path(inherited).is_dir():
+        return Path(inherited)
+    folder = tempfile.mkdtemp(prefix="docground-bench-")
+    _OWNED[folder] = os.getpid()
+    os.environ[RUN_DIR_ENV] = folder
+    atexit.register(cleanup_run_dir, folder)
+    return Path(folder)
+
+
+def cleanup_run_dir(folder: str | None = None) -> None:
+    """Remove the run folder(s) this process made, and every path into them from sys.path and the
+    environment; a no-op for a folder it inherited or in a forked child."""
+    for owned in [folder] if folder else list(_OWNED):
+        if _OWNED.get(owned) != os.getpid():
+            continue
+        shutil.rmtree(owned, ignore_errors=True)
+        del _OWNED[owned]
+
+        def outside(path: str, owned: str = owned) -> bool:
+            return path != owned and not path.startswith(owned + os.sep)
+
+        sys.path[:] = [p for p in sys.path if outside(p)]
+        for name in (RUN_DIR_ENV, STUBS_ENV):
+            if not outside(os.environ.get(name, "")):
+                del os.environ[name]
+        if "PYTHONPATH" in os.environ:
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in os.environ["PYTHONPATH"].split(os.pathsep)
+                                                       if outside(p))
+
+
+def write_stand_ins(folder: Path, stand_ins: dict[str, str] | None = None) -> list[str]:
+    """Write into `folder` a stand-in module for each package of `stand_ins` (default STAND_INS) that is not
+    installed, never for one that is (importlib.util.find_spec decides), and append `folder` to sys.path,
+    after every installed package. Returns the names written."""
+    written = []
+    for name, body in (STAND_INS if stand_ins is None else stand_ins).items():
+        if importlib.util.find_spec(name) is not None:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.py").write_text(f"# placeholder written by bench/gpu_ocr.py: no {name} here\n{body}")
+        written.append(name)
+    if written and str(folder) not in sys.path:
+        sys.path.append(str(folder))
+        importlib.invalidate_caches()
+    return written
+
+
+def use_stand_ins_from_env() -> None:
+    """In a child started as a new interpreter (a Celery worker): append the stand-in folder its parent
+    made (DGBENCH_STUBS) to sys.path, last, as the parent did."""
+    folder = os.environ.get(STUBS_ENV)
+    if folder and Path(folder).is_dir() and folder not in sys.path:
+        sys.path.append(folder)
+        importlib.invalidate_caches()
+
+
 def make_importable() -> None:
     """Let `docground.*` import from this checkout without installing it, in this process and its children.
 
     The GPU machine has no pymupdf or filetype; the benchmark feeds image pages only, so placeholder modules
-    stand in for them there (never where the real ones are installed).
+    stand in for them there (never where the real ones are installed). Both the stand-ins and the link to
+    this checkout live in this run's temporary folder (run_dir), removed at exit. The link (made only where
+    no docground is installed) goes first on sys.path and PYTHONPATH; the stand-ins go last on sys.path and
+    reach children through multiprocessing (which copies sys.path) or DGBENCH_STUBS (use_stand_ins_from_env),
+    never through PYTHONPATH, which would put them before a child's installed packages.
     """
-    paths = []
+    run = run_dir()
+    stubs = Path(tempfile.mkdtemp(prefix="stubs-", dir=run))
+    if write_stand_ins(stubs):
+        os.environ[STUBS_ENV] = str(stubs)
     try:
         import docground.ingest  # noqa: F401  (installed, e.g. `pip install -e .`)
     except ImportError:
-        farm = Path("/tmp/docground_pkg")
+        farm = run / "pkg"
         pkg = farm / "docground"
         pkg.mkdir(parents=True, exist_ok=True)
         for entry in list((ROOT / "docground").iterdir()) + [ROOT / n for n in ("ingest", "retrieval", "workers", "api")]:
             link = pkg / entry.name
             if not link.exists():
                 link.symlink_to(entry)
-        paths.append(str(farm))
-    stubs = Path("/tmp/docground_stubs")
-    for name, body in (("pymupdf", "def __getattr__(name):\n    return 0\n"),
-                       ("filetype", "def guess(data):\n    return None\n")):
-        try:
-            __import__(name)
-        except ImportError:
-            stubs.mkdir(exist_ok=True)
-            (stubs / f"{name}.py").write_text(f"# placeholder written by bench/gpu_ocr.py: no {name} here\n{body}")
-            paths.append(str(stubs))
-    paths = list(dict.fromkeys(paths))
-    sys.path[:0] = paths
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        if str(farm) not in sys.path:
+            sys.path.insert(0, str(farm))
+        paths = [str(farm)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 def engine_kwargs(args) -> dict:
@@ -263,6 +334,7 @@ def run_one(args) -> None:
 
 
 def orchestrate(args) -> None:
+    run_dir()  # one temporary folder for every system's process, removed when this one exits
     deadline = time.time() + args.budget
     out_dir = Path(args.out) if args.out else None
     results = []

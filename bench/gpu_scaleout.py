@@ -264,7 +264,9 @@ def main() -> None:
         ap.error("--engine vllm needs --model")
     from bench.gpu_ocr import make_importable
 
-    make_importable()  # the GPU machine has no installed docground: link this checkout (a no-op here)
+    # the GPU machine has no installed docground, pymupdf or filetype: link this checkout and write stand-ins
+    # for the missing packages only, in a temporary folder removed at exit (here: an empty folder, no link)
+    make_importable()
     if "docground.ingest" not in sys.modules:  # its probe imported the checkout's bare docground/: forget it,
         for name in [m for m in sys.modules if m.split(".")[0] == "docground"]:  # so the link is imported
             del sys.modules[name]

@@ -21,6 +21,12 @@ import traceback
 
 from celery.signals import worker_ready
 
+from bench.gpu_ocr import use_stand_ins_from_env
+
+# A Celery worker is a new interpreter: the stand-in modules bench/gpu_scaleout.py wrote for packages this
+# machine lacks (DGBENCH_STUBS) go last on sys.path, before docground imports them.
+use_stand_ins_from_env()
+
 from docground.ingest.providers import open_source
 from docground.ingest.routing import Router
 from docground.ingest.schema import PageLayout

@@ -12,10 +12,22 @@
 #                 GPU image may lack (liblzf1, libjemalloc2, libatomic1)
 #   redis-server  runs that redis-server with those libraries (bench/gpu_device/run_scaleout.sh points
 #                 REDIS_SERVER at it)
+# Works from any folder and from a copy of the checkout without .git (the repo root is found from this
+# script's own path; the git exclude entry is only added where there is a git directory).
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 C=${CARRY:-.scaleout-carry}
 PY=${PY:-.venv/bin/python}
-[ "$C" != .scaleout-carry ] || grep -qxF "/$C/" .git/info/exclude 2>/dev/null || echo "/$C/" >> .git/info/exclude
+# this checkout's own git directory, if any (not that of a repository the copy happens to sit in)
+GIT_DIR_FOUND=""
+if [ "$(git rev-parse --show-toplevel 2>/dev/null || true)" = "$(pwd -P)" ]; then
+  GIT_DIR_FOUND=$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null \
+                  || git rev-parse --git-common-dir 2>/dev/null || true)
+fi
+if [ "$C" = .scaleout-carry ] && [ -n "$GIT_DIR_FOUND" ] && [ -d "$GIT_DIR_FOUND" ]; then
+  mkdir -p "$GIT_DIR_FOUND/info"
+  grep -qxF "/$C/" "$GIT_DIR_FOUND/info/exclude" 2>/dev/null || echo "/$C/" >> "$GIT_DIR_FOUND/info/exclude"
+fi
 rm -rf "$C" && mkdir -p "$C/dl" "$C/debs" "$C/build/site"
 
 # The versions of this checkout's .venv (tested together here).

@@ -5,17 +5,22 @@
 # Extra arguments go to bench/gpu_scaleout.py (default: vllm engine, 4 documents x 64 pages, 64 pages a
 # task, 1000 tokens a page, 1 GPU worker then 2). Results: $OUT/scaleout.json, $OUT/scaleout_log.txt,
 # $OUT/scaleout_workers.log. ENGINE=standin runs the stand-in engine (no vLLM, no GPU needed).
+# Needs no .git: the repo root is found from this script's own path, and any folder works as the start.
 set -u
-C=${CARRY:-.scaleout-carry}
 OUT=${OUT:-/tmp/out}
+case "$OUT" in /*) ;; *) OUT="$(pwd)/$OUT" ;; esac
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
+C=${CARRY:-.scaleout-carry}
 PY=${PY:-python3}
 SITE=${SITE:-/tmp/dgsite}
 ENGINE=${ENGINE:-vllm}
 mkdir -p "$OUT"
 [ -f "$C/site.tar.xz" ] || { echo "no $C/site.tar.xz: run bench/gpu_device/prepare.sh and carry $C"; exit 2; }
-if [ ! -f $SITE/.complete ]; then
-  rm -rf $SITE && mkdir -p $SITE && xz -dc "$C/site.tar.xz" | tar -C $SITE -xf - \
-    && touch $SITE/.complete
+# unpacked once per machine, and again when a different site.tar.xz is carried (.complete holds its sha256)
+SUM=$(sha256sum "$C/site.tar.xz" | cut -d' ' -f1)
+if [ "$(cat "$SITE/.complete" 2>/dev/null)" != "$SUM" ]; then
+  rm -rf "$SITE" && mkdir -p "$SITE" && xz -dc "$C/site.tar.xz" | tar -C "$SITE" -xf - \
+    && echo "$SUM" > "$SITE/.complete"
 fi
 export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 export REDIS_SERVER="$(cd "$C" && pwd)/redis-server"
