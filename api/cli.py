@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from docground.errors import DocgroundError
 from docground.ingest.providers import sniff_kind
-from docground.settings import Settings
+from docground.settings import Settings, describe_error
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 err = Console(stderr=True)
@@ -25,7 +27,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable
 
 
 def _settings(home: Path | None) -> Settings:
-    return Settings(home=home) if home else Settings()
+    try:
+        return Settings(home=home) if home else Settings()
+    except ValidationError as exc:  # a typo in DOCGROUND_<NAME>: say which, and what it accepts
+        err.print(f"[red]error:[/red] {escape(describe_error(exc))}")
+        raise typer.Exit(2) from exc
 
 
 def _service(home: Path | None):
@@ -155,6 +161,7 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="comma-sep
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     if home:
         os.environ["DOCGROUND_HOME"] = str(home)  # the worker's tasks read settings from the environment
+    settings = _settings(None)  # before importing the Celery app, which reads them too
     from docground.workers.celery_app import QUEUES
 
     unknown = sorted(set(wanted) - set(QUEUES))
@@ -162,7 +169,7 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="comma-sep
         err.print(f"[red]error:[/red] unknown queue(s) {', '.join(unknown) or '(none given)'}; "
                   f"choose from {', '.join(QUEUES)}")
         raise typer.Exit(2)
-    if not Settings().broker_url:
+    if not settings.broker_url:
         err.print("[red]error:[/red] DOCGROUND_BROKER_URL is not set (e.g. redis://localhost:6379/0); without a "
                   "broker, `docground serve` and `docground ingest` run every step themselves")
         raise typer.Exit(2)
@@ -235,12 +242,12 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
                                                 "DOCGROUND_ADMIN_KEY: whoever reaches it reads and writes everything")
                              ] = False) -> None:
     """Serve the HTTP API (GET /healthz, POST /v1/knowledge-bases/{kb}/query, ...)."""
+    settings = _settings(home)  # before importing the app, whose modules read them too
     import uvicorn
 
     from docground.api.app import create_app
     from docground.api.auth import is_loopback
 
-    settings = _settings(home)
     if not settings.admin_key and not is_loopback(host) and not no_auth:
         err.print(f"[red]error:[/red] refusing to serve {host} without an admin key: set DOCGROUND_ADMIN_KEY "
                   "(knowledge bases then need API keys), bind 127.0.0.1, or pass --no-auth")
@@ -251,9 +258,10 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
 @app.command()
 def openapi() -> None:
     """Print the HTTP API's OpenAPI schema (for client generators), without starting a server."""
+    settings = _settings(None)  # before importing the app, whose modules read them too
     from docground.api.app import create_app
 
-    print(json.dumps(create_app(Settings()).openapi(), indent=2))
+    print(json.dumps(create_app(settings).openapi(), indent=2))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal, get_args
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OcrBackend = Literal["auto", "endpoint", "vllm", "transformers", "cpu", "none"]
 
 
 def _default_home() -> Path:
@@ -51,7 +54,7 @@ class Settings(BaseSettings):
     # OCR: DeepSeek-OCR-2 when configured (endpoint, vLLM in-process or transformers), else the CPU engine
     ocr_endpoint: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (e.g. vllm serve)")
     ocr_model: str = Field("deepseek-ai/DeepSeek-OCR-2", description="model name at the endpoint, or a local model dir")
-    ocr_backend: str = Field("auto", description="auto | endpoint | vllm | transformers | cpu | none")
+    ocr_backend: OcrBackend = Field("auto", description=" | ".join(get_args(OcrBackend)))
     ocr_concurrency: int = Field(32, description="requests in flight to the OCR endpoint")
     ocr_timeout_s: float = Field(300.0, description="per-page OCR request timeout")
     ocr_max_tokens: int = Field(8192, description="DeepSeek-OCR-2 output tokens per page at most")
@@ -101,6 +104,15 @@ class Settings(BaseSettings):
 
     def kb_dir(self, kb: str) -> Path:
         return self.home / "kb" / kb
+
+
+def describe_error(exc: ValidationError) -> str:
+    """A settings error as people set them: one line per bad DOCGROUND_<NAME>, with what it accepts."""
+    lines = []
+    for e in exc.errors():
+        name = "DOCGROUND_" + "_".join(str(part) for part in e["loc"]).upper()
+        lines.append(f"{name}={e['input']!r}: {e['msg']}" if "input" in e else f"{name}: {e['msg']}")
+    return "invalid settings:\n  " + "\n  ".join(lines)
 
 
 @lru_cache(maxsize=1)

@@ -146,12 +146,16 @@ class EdgeStore:
 class ServerStore:
     """A Qdrant server (or qdrant-client's local mode, which speaks the same API)."""
 
-    def __init__(self, client, collection: str, dimension: int):
+    def __init__(self, client, collection: str, dimension: int, kb: str | None = None):
         from qdrant_client import models
 
         self.m = models
         self.client = client
         self.collection = collection
+        # With kb set, searches and counts see only points whose payload names this knowledge base (every
+        # chunk's payload has carried its kb from the start): a collection that older versions shared
+        # between colliding names (acme.eu, acme_eu) then still shows each kb only its own chunks.
+        self.kb = kb
         if not client.collection_exists(collection):
             client.create_collection(
                 collection,
@@ -159,12 +163,15 @@ class ServerStore:
                 sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
             client.create_payload_index(collection, "document_id", models.PayloadSchemaType.KEYWORD)
+        if kb is not None and "kb" not in (client.get_collection(collection).payload_schema or {}):
+            client.create_payload_index(collection, "kb", models.PayloadSchemaType.KEYWORD)
 
     def _doc_filter(self, document_ids: list[str] | None):
         m = self.m
-        if not document_ids:
-            return None
-        return m.Filter(must=[m.FieldCondition(key="document_id", match=m.MatchAny(any=document_ids))])
+        must = [m.FieldCondition(key="kb", match=m.MatchValue(value=self.kb))] if self.kb is not None else []
+        if document_ids:
+            must.append(m.FieldCondition(key="document_id", match=m.MatchAny(any=document_ids)))
+        return m.Filter(must=must) if must else None
 
     def upsert(self, chunks: list[IndexedChunk]) -> None:
         m = self.m
@@ -197,7 +204,7 @@ class ServerStore:
                 for p in result.points]
 
     def count(self, document_id: str | None = None) -> int:
-        flt = self._doc_filter([document_id]) if document_id else None
+        flt = self._doc_filter([document_id] if document_id else None)
         return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
 
     def optimize(self) -> bool:
@@ -210,5 +217,18 @@ class ServerStore:
         return None  # the client is shared across knowledge bases
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def collection_name(kb: str) -> str:
-    return "docground_" + re.sub(r"[^A-Za-z0-9_-]", "_", kb)
+    """The Qdrant collection of a knowledge base, one-to-one: two names never share a collection.
+
+    Names of letters, digits, '_' and '-' read as they are after `docground_`; any other name goes under
+    `docground-` (a prefix no such name can produce), '_' doubled and every other character written as
+    `_xx` (two hex digits) or `_uxxxxxx`, so the name can be read back and `acme.eu` never meets `acme_eu`.
+    """
+    if _SAFE_NAME.fullmatch(kb):
+        return "docground_" + kb  # the old mapping, unchanged for these names: their existing collections stay theirs
+    escaped = "".join(c if c.isascii() and (c.isalnum() or c == "-") else "__" if c == "_"
+                      else f"_{ord(c):02x}" if ord(c) < 0x100 else f"_u{ord(c):06x}" for c in kb)
+    return "docground-" + escaped
