@@ -4,7 +4,7 @@ Two knowledge bases are built from the corpus's question sets: the FinanceBench 
 Docugami 10-Qs (Apple, NVIDIA). A question asked of its own knowledge base is answerable (for
 FinanceBench: when the evidence page is retrieved); asked of the other one, or when off topic, it is not,
 and an answer citing anything would cite noise. Prints the gate's outcome per group, and with --sweep
-the signals (top cosine, topic-word coverage) the thresholds in retrieval/answers.py were chosen from.
+the signals (top cosine, topic-word coverage) the thresholds in retrieval/selection.py were chosen from.
 
     .venv/bin/python bench/relevance.py [--home DIR] [--sweep]
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import CORPUS
 
-from docground.retrieval import answers
+from docground.retrieval import selection
 from docground.service import Docground
 from docground.settings import Settings
 
@@ -59,13 +59,13 @@ def ingest(service: Docground, kb: str, folder: Path) -> None:
 
 
 def signals(service: Docground, kb: str, question: str, top_k: int = 5) -> dict:
-    hits = service.retrieve(kb, question, top_k)
-    top = hits[: answers.CHUNKS_READ]
+    hits = service.retrieve(kb, question, selection.RERANK_DEPTH)
+    found = selection.candidates(question, hits)
     return {
-        "hits": hits,
-        "dense": max((h.dense_score for h in top), default=0.0),
-        "coverage": max((answers.coverage(question, h.payload.get("text", "")) for h in top), default=0.0),
-        "relevant": answers.is_relevant(question, hits),
+        "hits": hits[:top_k],
+        "dense": max((h.dense_score for h in hits[:selection.DENSE_READ]), default=0.0),
+        "coverage": max((c.window for c in found), default=0.0),
+        "relevant": selection.is_relevant(found, hits),
     }
 
 
@@ -95,8 +95,8 @@ def main() -> None:
         for kb in ("fin", "sec"):
             groups.setdefault("off topic", []).append((False, signals(service, kb, q) | {"q": q}))
 
-    print(f"gate: cosine >= {answers.DENSE_SURE}, or cosine >= {answers.DENSE_MIN} and topic coverage >= "
-          f"{answers.COVERAGE_MIN}")
+    print(f"gate: cosine >= {selection.DENSE_SURE}, or topic coverage >= {selection.COVER_SURE}, or cosine >= "
+          f"{selection.DENSE_MIN} and coverage >= {selection.COVER_WITH_DENSE}")
     print(f"| {'questions':36} | {'n':>4} | {'answerable':>10} | {'answered':>8} | {'not found':>9} |")
     print(f"|{'-' * 38}|{'-' * 6}|{'-' * 12}|{'-' * 10}|{'-' * 11}|")
     for name, rows in groups.items():

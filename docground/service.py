@@ -23,7 +23,7 @@ from .ingest.providers.names import safe_filename
 from .ingest.routing import Router
 from .ingest.schema import Chunk, PageLayout
 from .registry import Document, Job, Page, Registration, Registry, validate_kb_name
-from .retrieval import sparse
+from .retrieval import selection, sparse
 from .retrieval.answers import extractive_answer
 from .retrieval.embeddings import Embedder
 from .retrieval.generation import ChatClient, Generator, LLMNotConfigured
@@ -73,7 +73,8 @@ class Docground:
                 s, e = self.settings, self.embedder
                 config = ChunkerConfig(max_tokens=s.chunk_tokens or e.default_chunk_tokens(),
                                        overlap_tokens=s.chunk_overlap_tokens)
-                self._pipeline = Pipeline(self.router, e.count_tokens, config, e.name, PageLimits.from_settings(s),
+                self._pipeline = Pipeline(self.router, e.count_tokens, config, f"{e.name}+sparse{sparse.VERSION}",
+                                          PageLimits.from_settings(s),
                                           s.page_batch_size)
             return self._pipeline
 
@@ -92,7 +93,7 @@ class Docground:
                 # location takes a server URL, or ":memory:" for qdrant-client's local mode (same API).
                 self._qdrant_client = QdrantClient(location=self.settings.qdrant_url,
                                                    api_key=self.settings.qdrant_api_key)
-            return ServerStore(self._qdrant_client, collection_name(kb), dim)
+            return ServerStore(self._qdrant_client, collection_name(kb), dim, kb=kb)
         path = self.settings.kb_dir(kb) / "qdrant"
         try:
             return EdgeStore(path, dim)
@@ -322,26 +323,32 @@ class Docground:
         return Generator(client, self.text_layer, self.embedder.embed)
 
     def retrieve(self, kb: str, question: str, top_k: int = 5) -> list[Hit]:
+        return self._search(kb, question, top_k)[0]
+
+    def _search(self, kb: str, question: str, limit: int) -> tuple[list[Hit], np.ndarray]:
         validate_kb_name(kb)
         if self.registry.get_kb(kb) is None:
             raise NotFound(f"knowledge base {kb!r} does not exist")
         dense = self.embedder.embed_query(question)
-        return self.store(kb).search(dense, sparse.query_vector(question), top_k)
+        return self.store(kb).search(dense, sparse.query_vector(question), limit), dense
 
     def query(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> QueryResponse:
         generator = self.generator(mode)
-        hits = self.retrieve(kb, question, top_k)
         if generator is None:
-            return extractive_answer(question, hits, self.text_layer)
-        return generator.answer(question, hits)
+            return self._extractive(kb, question, top_k)
+        return generator.answer(question, self.retrieve(kb, question, top_k))
+
+    def _extractive(self, kb: str, question: str, top_k: int) -> QueryResponse:
+        # a deeper list than asked for: the answer stage reranks it by the units that answer
+        hits, dense = self._search(kb, question, max(top_k, selection.RERANK_DEPTH))
+        return extractive_answer(question, hits, self.text_layer, dense, self.embedder.embed_few, top_k)
 
     def query_stream(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> Iterator[tuple[str, dict]]:
         """Server-sent events of an answer: ("delta", {"text"}) while generating, then ("done", response)."""
         generator = self.generator(mode)
-        hits = self.retrieve(kb, question, top_k)
         if generator is None:
-            return iter([("done", extractive_answer(question, hits, self.text_layer).model_dump(mode="json"))])
-        return generator.stream(question, hits)
+            return iter([("done", self._extractive(kb, question, top_k).model_dump(mode="json"))])
+        return generator.stream(question, self.retrieve(kb, question, top_k))
 
     def optimize(self, kb: str) -> bool:
         """Index the knowledge base's vectors for fast search (embedded store; a server does this itself).

@@ -1,0 +1,195 @@
+"""Choosing what to cite: the unit (sentence or table row) that answers, not the one that restates.
+
+Every unit of the top chunks is scored on
+- its own share of the question's weighted topic terms (a table row also by its header's terms);
+- its neighbourhood: the unit after one that restates the question is often the answer ("...the Master
+  Settlement Agreement (MSA)." then "The MSA provided for $206 billion..."), so a unit inherits part of
+  its predecessor's match;
+- the kind of answer asked for: a question for an amount, a year or a date wants a unit with a number;
+- novelty: a unit made only of the question's own words restates it;
+- dense similarity to the question, for the few best candidates (the embedder already loaded).
+Chunks are reranked by the same evidence before the answer cites anything. The relevance gate asks for
+lexical or dense evidence in the unit's neighbourhood, so it works in any language the index can split.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .lexical import QueryTerms
+from .store import Hit
+from .units import Unit, units
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+# Chunks the store returns for the answer stage to rerank (the response keeps the top_k asked for).
+RERANK_DEPTH = 16
+CHUNKS_READ = RERANK_DEPTH
+DENSE_READ = 5  # the store's first hits: the dense gate looks no deeper
+NEIGHBOUR_BEFORE = 0.45
+NEIGHBOUR_AFTER = 0.1
+HEADER_WEIGHT = 0.5
+HEADER_ROW_FACTOR = 0.5
+NUMBER_BONUS = 0.15
+RESTATEMENT_PENALTY = 0.1
+RANK_DECAY = 0.02
+DENSE_WEIGHT = 0.6
+DENSE_CANDIDATES = 6
+# Relevance: the best unit's neighbourhood carries this share of the question's weighted topic terms,
+# or the chunk's cosine is high (the default embedder is English: its cosine alone is no gate elsewhere).
+DENSE_SURE = 0.50
+DENSE_MIN = 0.30
+COVER_SURE = 0.6
+COVER_WITH_DENSE = 0.4
+ANSWER_SHARE = 0.6
+_WANTS_AMOUNT = re.compile(
+    r"\b(how (many|much|long|old|often|far|big|large|high)|what (percentage|amount|number|size|price|cost)|"
+    r"combien|quel (montant|prix|nombre)|wie (viel|viele|lange|alt|hoch|oft|groß)|cuánto|cuántos)\b|"
+    r"多少|几|いくつ|いくら|何人|何個|何件|몇|얼마", re.IGNORECASE)
+_WANTS_TIME = re.compile(
+    r"\b(when|what (year|date|time|day)|which (year|date|day)|quand|en quelle année|quelle date|wann|"
+    r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)
+_YEAR = re.compile(r"\b(1[5-9]|20)\d\d\b")
+_AMOUNT = re.compile(r"[$€£¥%]|\d")
+
+
+@dataclass
+class Candidate:
+    hit: Hit
+    rank: int
+    unit: Unit
+    own: float = 0.0
+    window: float = 0.0  # weighted topic coverage of the unit with its predecessor and header
+    score: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return self.hit.payload.get("text", "")[self.unit.start:self.unit.end]
+
+
+def _answer_type_bonus(kind: str, text: str) -> float:
+    """A question for an amount or a time wants a unit that holds one (a year is no amount)."""
+    if kind == "amount" and _AMOUNT.search(_YEAR.sub("", text)):
+        return NUMBER_BONUS
+    if kind == "time" and _YEAR.search(text):
+        return NUMBER_BONUS
+    return 0.0
+
+
+def _asks_for(question: str) -> str:
+    if _WANTS_AMOUNT.search(question):
+        return "amount"
+    return "time" if _WANTS_TIME.search(question) else ""
+
+
+def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[Candidate]:
+    text = hit.payload.get("text", "")
+    cut = units_of(hit)
+    expand = acronyms(text)
+    found = [question.of(text[u.start:u.end] + expansion(text[u.start:u.end], expand)) for u in cut]
+    out = []
+    for i, unit in enumerate(cut):
+        own_terms = found[i]
+        extra = question.of(unit.header) - own_terms if unit.header else set()
+        own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
+        if unit.kind == "header":
+            own *= HEADER_ROW_FACTOR
+        before = found[i - 1] if i > 0 and cut[i - 1].block == unit.block else set()
+        after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
+        # a unit inherits its neighbours' match only for what it does not match itself
+        inherited = NEIGHBOUR_BEFORE * question.matched(before) + NEIGHBOUR_AFTER * question.matched(after)
+        score = own + max(0.0, 1.0 - own) * inherited + _answer_type_bonus(asks, text[unit.start:unit.end])
+        if own_terms and question.novelty(own_terms) < 0.25:
+            score -= RESTATEMENT_PENALTY
+        score *= 1.0 - RANK_DECAY * rank
+        window = question.matched(own_terms | before | extra)
+        out.append(Candidate(hit, rank, unit, own, window, score))
+    return out
+
+
+_ACRONYM = re.compile(r"\(([A-Z][A-Za-z]?[A-Z]{1,6}s?)\)")
+_WORD = re.compile(r"[^\W\d_][\w'’-]*")
+
+
+def acronyms(text: str) -> dict[str, str]:
+    """Acronyms the text defines, "Master Settlement Agreement (MSA)" → {"MSA": "Master Settlement Agreement"},
+    so a later sentence that only says "the MSA" still matches the question's words."""
+    out = {}
+    for m in _ACRONYM.finditer(text):
+        short = m.group(1).rstrip("s")
+        capitals = [c for c in short if c.isupper()]
+        words = _WORD.findall(text[max(0, m.start() - 120):m.start()])
+        long = [w for w in words if w[0].isupper() or len(w) > 3][-len(capitals):]
+        if len(long) == len(capitals) and all(w[0].upper() == c for w, c in zip(long, capitals, strict=True)):
+            out[short] = " ".join(long)
+    return out
+
+
+def expansion(text: str, expand: dict[str, str]) -> str:
+    return "".join(" " + long for short, long in expand.items() if short in text)
+
+
+def units_of(hit: Hit) -> list[Unit]:
+    """The hit's units, cut once per hit."""
+    cached = hit.payload.get("_units")
+    if cached is None:
+        cached = units(hit.payload.get("text", ""))
+        hit.payload["_units"] = cached
+    return cached
+
+
+def candidates(question: str, hits: list[Hit], query_vector: np.ndarray | None = None,
+               embed: Embed | None = None) -> list[Candidate]:
+    """Units of the top chunks, best first."""
+    top = hits[:CHUNKS_READ]
+    terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
+    asks = _asks_for(question)
+    found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
+    found = [c for c in found if c.score > 0 or c.own > 0]
+    found.sort(key=lambda c: -c.score)
+    if embed is not None and query_vector is not None and found:
+        _add_dense(found[:DENSE_CANDIDATES], query_vector, embed)
+        found.sort(key=lambda c: -c.score)
+    return found
+
+
+def _add_dense(best: list[Candidate], query_vector: np.ndarray, embed: Embed) -> None:
+    vectors = embed([c.text for c in best])
+    for c, v in zip(best, vectors, strict=True):
+        c.score += DENSE_WEIGHT * float(np.dot(query_vector, v))
+
+
+def is_relevant(found: list[Candidate], hits: list[Hit]) -> bool:
+    """Whether the retrieved text answers the question, or is only the nearest noise."""
+    dense = max((h.dense_score for h in hits[:DENSE_READ]), default=0.0)
+    if dense >= DENSE_SURE:
+        return True
+    cover = max((c.window for c in found), default=0.0)
+    return cover >= COVER_SURE or (dense >= DENSE_MIN and cover >= COVER_WITH_DENSE)
+
+
+def chosen(found: list[Candidate], limit: int) -> list[Candidate]:
+    """The units to cite, the one that answers first: the best and those close to it, one per unit."""
+    if not found:
+        return []
+    best = found[0].score
+    out: list[Candidate] = []
+    for c in found:
+        if len(out) == limit or c.score < ANSWER_SHARE * best:
+            break
+        if all(c.hit.id != o.hit.id or c.unit != o.unit for o in out):
+            out.append(c)
+    return out
+
+
+def rerank(hits: list[Hit], found: list[Candidate]) -> list[Hit]:
+    """Hits ordered by their best unit, then by the store's fused rank: the chunk that answers first."""
+    best: dict[str, float] = {}
+    for c in found:
+        best[c.hit.id] = max(best.get(c.hit.id, float("-inf")), c.score)
+    order = {h.id: i for i, h in enumerate(hits)}
+    return sorted(hits, key=lambda h: (-best.get(h.id, float("-inf")), order[h.id]))

@@ -1,0 +1,112 @@
+"""Citable units of chunk text, as a reader sees them: sentences of paragraphs, rows of tables.
+
+Chunk text is blocks' markdown separated by blank lines; a paragraph's lines are already joined, so
+a sentence ends at a sentence end, never at a line end: ". " before a capital, a digit or a quote
+(not after "e.g.", "Fig.", "et al." or an initial), "。！？" in CJK text, or the end of the block. A
+table row is one unit that knows its table's header row, so "the year of the PhD" matches the row that
+holds "PhD" under the header "YEAR".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MIN_UNIT_CHARS = 2
+LONG_SENTENCE = 400
+_END = re.compile(r"[.!?](?=[\"'”’)\]]*\s+[\"'“‘(\[]*[A-Z0-9À-ÖØ-Þ])|[。！？]|[.!?](?=[\u3000-\u9fff\uac00-\ud7af])")
+_SOFT_END = re.compile(r"[;；](?=\s)")
+# Words after which a full stop does not end the sentence.
+ABBREVIATIONS = frozenset("""e.g i.e etc fig figs eq eqs al cf vs dr mr mrs ms prof no nos sec secs ch vol pp p
+    resp approx ca incl ref refs tab st jr sr inc ltd co corp dept univ est min max z.b d.h bzw usw vgl nr s ggf
+    u.a evtl bspw abb abs art ca. env p.ex cf. mme m mm éd""".split())
+_WORD_BEFORE = re.compile(r"([\w.]+)$")
+_MARKUP_LEAD = "#>-*+| \t"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A stretch [start, end) of chunk text: a sentence, a table row or a table's header row."""
+
+    start: int
+    end: int
+    kind: str  # "sentence", "row", "header"
+    block: int  # index of the block in the chunk
+    header: str = ""  # a row's table header text
+
+
+def _ends_sentence(text: str, dot: int) -> bool:
+    if text[dot] != ".":
+        return True
+    word = _WORD_BEFORE.search(text[:dot])
+    if not word:
+        return True
+    w = word.group(1).lower().rstrip(".")
+    if w in ABBREVIATIONS:
+        return False
+    return not (len(w) == 1 and w.isalpha())  # an initial: "S. Chapman"
+
+
+def _trimmed(text: str, s: int, e: int) -> tuple[int, int]:
+    seg = text[s:e]
+    lead = len(seg) - len(seg.lstrip(_MARKUP_LEAD))
+    trail = len(seg) - len(seg.rstrip("| \t"))
+    return s + lead, e - trail
+
+
+def _sentences(text: str, s: int, e: int, block: int) -> list[Unit]:
+    out, pos = [], s
+    cuts = [m.end() for m in _END.finditer(text, s, e) if _ends_sentence(text, m.start())] + [e]
+    for cut in cuts:
+        a, b = _trimmed(text, pos, cut)
+        if b - a > LONG_SENTENCE:  # a run-on sentence: its clauses are citable on their own
+            inner = [m.end() for m in _SOFT_END.finditer(text, a, b)] + [b]
+            for c in inner:
+                x, y = _trimmed(text, a, c)
+                if y - x >= MIN_UNIT_CHARS:
+                    out.append(Unit(x, y, "sentence", block))
+                a = c
+        elif b - a >= MIN_UNIT_CHARS:
+            out.append(Unit(a, b, "sentence", block))
+        pos = cut
+    return out
+
+
+def _is_rule(line: str) -> bool:
+    return bool(line) and set(line.replace(" ", "")) <= set("|-:")
+
+
+def _table(text: str, s: int, e: int, block: int) -> list[Unit]:
+    out, header, pos = [], "", s
+    for i, line in enumerate(text[s:e].split("\n")):
+        a, b = _trimmed(text, pos, pos + len(line))
+        pos += len(line) + 1
+        if _is_rule(line) or b - a < 1:
+            continue
+        if i == 0:
+            header = text[a:b]
+            out.append(Unit(a, b, "header", block))
+        else:
+            out.append(Unit(a, b, "row", block, header))
+    return out
+
+
+def units(text: str) -> list[Unit]:
+    """The chunk's citable units in text order."""
+    out: list[Unit] = []
+    pos = 0
+    for n, block in enumerate(re.split(r"(\n{2,})", text)):
+        if n % 2:  # a separator
+            pos += len(block)
+            continue
+        start, end = pos, pos + len(block)
+        pos = end
+        lines = block.split("\n")
+        if lines and lines[0].lstrip().startswith("|"):
+            out += _table(text, start, end, n // 2)
+            continue
+        line_pos = start
+        for line in lines:  # a block's lines are list items, code lines or OCR lines: never one sentence
+            out += _sentences(text, line_pos, line_pos + len(line), n // 2)
+            line_pos += len(line) + 1
+    return out
