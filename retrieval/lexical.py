@@ -43,6 +43,9 @@ STOPWORDS = frozenset().union(*STOPWORDS_BY_LANGUAGE.values())
 CJK_STOP = frozenset("""什么 哪些 哪个 哪里 多少 怎么 怎样 如何 是否 为什 么是 么时 请问 可以 是什 的是 中的
     哪一 一个 这个 那个 有哪 有多 是多 什麼 們的 何が 何を 何で 何の 何か 何と 何年 何日 何時 どの どこ どれ
     だれ いつ なに 무엇 어떤 어떻 어디 언제 얼마 누구 입니 니까 습니 합니 있습 인가 나요 까요 되나 는가 무슨 에서""".split())
+_CJK_PAIR = re.compile(r"^[\u3040-\u9fff\uac00-\ud7af]{2}$")
+JOIN_WEIGHT = 0.2
+_HAN_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")
 _KANA_ONLY = re.compile(r"^[\u3040-\u309f\u30fc]+$")
 _LATIN_WORD = re.compile(r"^[^\W\d_]+$")
 
@@ -93,8 +96,15 @@ class QueryTerms:
         wanted = topic_terms(question, self.language) or set(stems(question, self.language))
         found = [set(stems(t, self.language)) for t in texts]
         n = max(len(found), 1)
-        self.weights = {t: math.log(1 + n / (1 + sum(1 for f in found if t in f))) + 0.1 for t in wanted}
+        self.weights = {}
+        for t in wanted:
+            df = sum(1 for f in found if t in f)
+            weight = math.log(1 + n / (1 + df)) + 0.1
+            # a CJK bigram no retrieved text holds most likely straddles two words of the question
+            self.weights[t] = weight * JOIN_WEIGHT if df == 0 and _CJK_PAIR.match(t) else weight
         self.total = sum(self.weights.values()) or 1.0
+        han = _HAN_RUN.findall(question)
+        self.raw_pairs = {run[i:i + 2] for run in han for i in range(len(run) - 1)}
 
     def of(self, text: str) -> set[str]:
         return set(stems(text, self.language))

@@ -32,13 +32,19 @@ CHUNKS_READ = RERANK_DEPTH
 DENSE_READ = 5  # the store's first hits: the dense gate looks no deeper
 NEIGHBOUR_BEFORE = 0.45
 NEIGHBOUR_AFTER = 0.1
+NEIGHBOUR_AFTER_COLON = 0.9
+INTRODUCTION_FACTOR = 0.5
 HEADER_WEIGHT = 0.5
 HEADER_ROW_FACTOR = 0.5
 NUMBER_BONUS = 0.15
+# Two translations of one manual (zh-CN, zh-TW) fold to the same terms: the one written as asked wins.
+SAME_SCRIPT_BONUS = 0.1
 RESTATEMENT_PENALTY = 0.1
 RANK_DECAY = 0.02
-DENSE_WEIGHT = 0.6
-DENSE_CANDIDATES = 6
+DENSE_WEIGHT = 0.3
+DENSE_CANDIDATES = 4
+DENSE_MARGIN = 0.3
+DENSE_CHARS = 300
 # Relevance: the best unit's neighbourhood carries this share of the question's weighted topic terms,
 # or the chunk's cosine is high (the default embedder is English: its cosine alone is no gate elsewhere).
 DENSE_SURE = 0.50
@@ -96,19 +102,40 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
         own_terms = found[i]
         extra = question.of(unit.header) - own_terms if unit.header else set()
         own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
-        if unit.kind == "header":
+        if unit.kind in ("header", "heading"):  # a title names the topic; the answer is under it
             own *= HEADER_ROW_FACTOR
-        before = found[i - 1] if i > 0 and cut[i - 1].block == unit.block else set()
+        lead = _lead(text, cut[i - 1], unit) if i > 0 else 0.0
+        before = found[i - 1] if lead else set()
         after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
         # a unit inherits its neighbours' match only for what it does not match itself
-        inherited = NEIGHBOUR_BEFORE * question.matched(before) + NEIGHBOUR_AFTER * question.matched(after)
+        inherited = lead * question.matched(before) + NEIGHBOUR_AFTER * question.matched(after)
+        if _introduces(text, unit):  # "...run the following command:" promises the answer, the next unit holds it
+            own *= INTRODUCTION_FACTOR
         score = own + max(0.0, 1.0 - own) * inherited + _answer_type_bonus(asks, text[unit.start:unit.end])
+        score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])
         if own_terms and question.novelty(own_terms) < 0.25:
             score -= RESTATEMENT_PENALTY
         score *= 1.0 - RANK_DECAY * rank
         window = question.matched(own_terms | before | extra)
         out.append(Candidate(hit, rank, unit, own, window, score))
     return out
+
+
+def _introduces(text: str, unit: Unit) -> bool:
+    return text[unit.start:unit.end].rstrip().endswith((":", "："))
+
+
+def _lead(text: str, prev: Unit, unit: Unit) -> float:
+    """How much of the previous unit's match a unit inherits: an introduction ending in a colon hands
+    on nearly all of it, a sentence of the same paragraph part of it, another block nothing."""
+    if _introduces(text, prev):
+        return NEIGHBOUR_AFTER_COLON
+    return NEIGHBOUR_BEFORE if prev.block == unit.block else 0.0
+
+
+def _same_script(pairs: set[str], text: str) -> float:
+    """Share of the question's CJK bigrams found as written (simplified or traditional, as asked)."""
+    return sum(1 for p in pairs if p in text) / len(pairs) if pairs else 0.0
 
 
 _ACRONYM = re.compile(r"\(([A-Z][A-Za-z]?[A-Z]{1,6}s?)\)")
@@ -151,16 +178,24 @@ def candidates(question: str, hits: list[Hit], query_vector: np.ndarray | None =
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
     found = [c for c in found if c.score > 0 or c.own > 0]
     found.sort(key=lambda c: -c.score)
-    if embed is not None and query_vector is not None and found:
+    if embed is not None and query_vector is not None and _undecided(found):
         _add_dense(found[:DENSE_CANDIDATES], query_vector, embed)
         found.sort(key=lambda c: -c.score)
     return found
 
 
+def _undecided(found: list[Candidate]) -> bool:
+    """Whether the lexical evidence leaves the first place open (embedding candidates costs ~7 ms each)."""
+    return len(found) > 1 and found[1].score > found[0].score - DENSE_MARGIN
+
+
 def _add_dense(best: list[Candidate], query_vector: np.ndarray, embed: Embed) -> None:
-    vectors = embed([c.text for c in best])
-    for c, v in zip(best, vectors, strict=True):
-        c.score += DENSE_WEIGHT * float(np.dot(query_vector, v))
+    vectors = embed([c.text[:DENSE_CHARS] for c in best])
+    cosines = vectors @ query_vector
+    # only the differences count: an embedder that does not know the language gives every unit a similar
+    # (meaningless) cosine, which then changes nothing
+    for c, cos in zip(best, cosines - cosines.mean(), strict=True):
+        c.score += DENSE_WEIGHT * float(cos)
 
 
 def is_relevant(found: list[Candidate], hits: list[Hit]) -> bool:

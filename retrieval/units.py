@@ -30,7 +30,7 @@ class Unit:
 
     start: int
     end: int
-    kind: str  # "sentence", "row", "header"
+    kind: str  # "sentence", "heading", "row", "header"
     block: int  # index of the block in the chunk
     header: str = ""  # a row's table header text
 
@@ -104,6 +104,10 @@ def units(text: str) -> list[Unit]:
         lines = block.split("\n")
         if lines and lines[0].lstrip().startswith("|"):
             out += _table(text, start, end, n // 2)
+            continue
+        if block.startswith("#"):
+            a, b = _trimmed(text, start, end)
+            out.append(Unit(a, b, "heading", n // 2))
             continue
         line_pos = start
         for line in lines:  # a block's lines are list items, code lines or OCR lines: never one sentence

@@ -52,6 +52,9 @@ def _printed(html: Path) -> Path:
     pdf = CACHE / "printed" / f"{html.stem}-{digest}.pdf"
     if pdf.exists():
         return pdf
+    fonts = subprocess.run(["fc-list", ":lang=ko"], capture_output=True, text=True).stdout
+    if not fonts.strip():  # Chromium would print blanks for the missing glyphs: evidence would not match
+        raise SourceError("printing HTML needs CJK fonts: apt-get install fonts-noto-cjk")
     pdf.parent.mkdir(parents=True, exist_ok=True)
     part = pdf.with_suffix(".part.pdf")
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",

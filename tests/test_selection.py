@@ -1,0 +1,77 @@
+"""Choosing what an answer cites: units cut as a reader cuts them, the answering unit ranked first."""
+
+from __future__ import annotations
+
+from docground.retrieval import selection, sparse
+from docground.retrieval.lexical import QueryTerms, language_of
+from docground.retrieval.store import Hit
+from docground.retrieval.units import units
+
+
+def _texts(text: str) -> list[str]:
+    return [text[u.start:u.end] for u in units(text)]
+
+
+def _hit(text: str, n: int = 0, dense: float = 0.2) -> Hit:
+    return Hit(id=f"c{n}", score=1.0 / (n + 1), dense_score=dense, payload={"text": text, "document_id": "d"})
+
+
+def test_sentences_end_at_sentence_ends_not_at_abbreviations_decimals_or_initials():
+    text = ("Results improve by 3.5 points, e.g. on tables (see Fig. 3 and Eq. 2). S. Chapman et al. agree. "
+            "The next sentence starts here.")
+    assert _texts(text) == [
+        "Results improve by 3.5 points, e.g. on tables (see Fig. 3 and Eq. 2).",
+        "S. Chapman et al. agree.",
+        "The next sentence starts here.",
+    ]
+
+
+def test_cjk_full_stops_end_sentences_and_blocks_and_list_lines_stay_apart():
+    text = "软件包名最短长度两个字符。它必须以字母开头！\n\n- first item\n- second item"
+    assert _texts(text) == ["软件包名最短长度两个字符。", "它必须以字母开头！", "first item", "second item"]
+
+
+def test_a_table_row_is_one_unit_that_knows_its_header():
+    text = "Intro sentence here.\n\n| INSTITUTION | DEGREE | YEAR |\n| --- | --- | --- |\n| MIT | PhD | 1999 |"
+    cut = units(text)
+    assert [(u.kind, text[u.start:u.end]) for u in cut[1:]] == [
+        ("header", "INSTITUTION | DEGREE | YEAR"), ("row", "MIT | PhD | 1999")]
+    assert cut[2].header == "INSTITUTION | DEGREE | YEAR"
+
+
+def test_the_sentence_after_a_restatement_is_cited_first():
+    text = ("As the judgment threatened to spread, the industry struck the historic Master Settlement Agreement "
+            "(MSA) with the state attorneys general in November 1998. The MSA provided for $206 billion to be "
+            "paid by the companies to the states. Other settlements followed later in the decade.")
+    found = selection.candidates("How much money did the Master Settlement Agreement provide to the states?",
+                                 [_hit(text)])
+    assert found[0].text.startswith("The MSA provided for $206 billion")
+
+
+def test_a_year_question_cites_the_row_not_the_table_header():
+    text = ("| INSTITUTION | DEGREE | YEAR | FIELD OF STUDY |\n| --- | --- | --- | --- |\n"
+            "| Stanford University | BS | 1995 | Physics |\n| University of Cambridge | PhD | 2001 | Astronomy |")
+    found = selection.candidates("In what year did she get her PhD?", [_hit(text)])
+    assert found[0].text == "University of Cambridge | PhD | 2001 | Astronomy"
+
+
+def test_the_gate_refuses_unrelated_questions_in_any_language_and_accepts_answered_ones():
+    invoice = _hit("Montant total de la facture : 1 250,00 EUR. Compte bancaire IBAN FR76 3000 4000 0500 0012 "
+                   "3456 789. Date d'échéance : 30 juin 2024.", dense=0.1)
+    found = selection.candidates("Quel est le montant total de la facture ?", [invoice])
+    assert selection.is_relevant(found, [invoice])
+    assert "1 250,00" in found[0].text
+    off = selection.candidates("Qui a peint le plafond de la chapelle Sixtine ?", [invoice])
+    assert not selection.is_relevant(off, [invoice])
+
+
+def test_question_terms_are_stemmed_in_the_questions_language():
+    assert language_of("Wie viele Rechnungen wurden im Jahr bezahlt?") == "german"
+    terms = QueryTerms("Wie viele Rechnungen wurden bezahlt?", ["Die Rechnung wurde bezahlt."])
+    assert terms.matched(terms.of("Die Rechnung wurde bezahlt.")) > 0.9
+
+
+def test_sparse_terms_fold_traditional_chinese_and_keep_cjk_unigrams():
+    assert sparse.terms("軟體套件") == sparse.terms("软体套件")
+    ids, weights = sparse.query_vector("表")
+    assert len(ids) == 2 and sorted(weights) == [sparse.UNIGRAM_QUERY_WEIGHT, 1.0]
