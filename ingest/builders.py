@@ -57,7 +57,8 @@ class TextLine:
 
     text: str
     bbox: BBox
-    size: float = 0.0
+    size: float = 0.0  # of most of its characters
+    size_max: float = 0.0  # of its largest characters (small capitals set the rest smaller)
     bold: bool = False
     mono: bool = False
     vertical: bool = False

@@ -13,7 +13,7 @@ _CAPTION = re.compile(r"^(figure|fig\.|table|tab\.|chart|exhibit|listing|algorit
 LIST_START = re.compile(r"^([•◦▪‣∙·●○■□▶►➢✓✔–—*-]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
 PAGE_NUMBER = re.compile(r"^[-–—(\[]?\s*(page|p\.|seite|página)?\s*([0-9]{1,4}|[ivxlcdm]{1,7})"
                           r"(\s*(of|/|von|de)\s*[0-9]{1,4})?\s*[-–—)\]]?$", re.I)
-_SENTENCE_END = re.compile(r"[.:;!?。！？]$")
+SENTENCE_END = re.compile(r"[.:;!?。！？]$")
 _MATH_SYMBOL = re.compile(r"[=∑∫∂∇≤≥≈±×÷√∞∈∀∃⋅−→↦]")
 _WORD = re.compile(r"[^\W\d_]{4,}")
 
@@ -45,7 +45,7 @@ def classify_block(lines: list[TextLine], body: float) -> BlockDraft:
         ratio = size / body
         level = 1 if ratio >= 1.8 else 2 if ratio >= 1.4 else 3
         return BlockDraft(BlockKind.heading, lines, level=level)
-    if short and len(lines) <= 2 and all(ln.bold for ln in lines) and not _SENTENCE_END.search(text):
+    if short and len(lines) <= 2 and all(ln.bold for ln in lines) and not SENTENCE_END.search(text):
         return BlockDraft(BlockKind.heading, lines, level=4)
     if size < body * 0.88 and top > 0.7 and (text[:1].isdigit() or text[:1] in "*†‡§¹²³⁴⁵⁶⁷⁸⁹"):
         return BlockDraft(BlockKind.footnote, lines)

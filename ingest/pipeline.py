@@ -13,7 +13,7 @@ from .providers import PageLimits, Source, is_skipped, open_source
 from .routing import Router
 from .schema import Chunk, PageLayout
 
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"
 
 ProgressCallback = Callable[[int, int], None]
 

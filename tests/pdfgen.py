@@ -181,3 +181,27 @@ def prose_pdf(language: str) -> bytes:
                 y += size * 1.5
         y += size * 1.5
     return doc.tobytes()
+
+
+# Runs of a styled line: (font, size relative to the body, baseline raised by this share of the body size).
+STYLES = {"body": ("helv", 1.0, 0.0), "mono": ("cour", 1.0, 0.0), "bold": ("hebo", 1.0, 0.0),
+          "italic": ("heit", 1.0, 0.0), "sup": ("helv", 0.6, 0.35), "small": ("helv", 0.8, 0.0),
+          "heading": ("hebo", 1.4, 0.0)}
+
+
+def styled_pdf(lines: list[list[tuple[str, str]]], size: float = 10.0) -> bytes:
+    """One page of lines at x=72, each a list of (text, style) runs set one after another on one
+    baseline, so that a line changes font mid-way the way typeset prose does (inline code, emphasis, a
+    superscript, small capitals)."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    y = 80.0
+    for runs in lines:
+        x = 72.0
+        y += max(STYLES[style][1] for _, style in runs) * size - size  # a larger line needs more room
+        for text, style in runs:
+            font, scale, rise = STYLES[style]
+            page.insert_text((x, y - rise * size), text, fontname=font, fontsize=scale * size)
+            x += pymupdf.get_text_length(text, fontname=font, fontsize=scale * size)
+        y += 1.4 * size
+    return doc.tobytes()

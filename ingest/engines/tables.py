@@ -170,11 +170,13 @@ def _markdown(table, words: list[tuple]) -> tuple[str, list[Line], list[BBox]] |
     return markdown, [Line(bbox=(0, 0, 0, 0), start=s, end=e) for s, e in spans], row_boxes
 
 
-def find_table_drafts(pdf_page: pymupdf.Page, box) -> list[BlockDraft]:
-    """Tables as blocks: `box` maps an unrotated PyMuPDF rect to the one coordinate form."""
+def find_table_drafts(pdf_page: pymupdf.Page, box, textpage: pymupdf.TextPage) -> list[BlockDraft]:
+    """Tables as blocks: `box` maps an unrotated PyMuPDF rect to the one coordinate form. Cell words come
+    from the text page the engine reads its lines from, so that a cell and a line spell text alike
+    (ligatures, right-to-left scripts in logical order)."""
     drafts: list[BlockDraft] = []
     regions = candidate_regions(pdf_page)
-    words = pdf_page.get_text("words") if regions else []
+    words = pdf_page.get_text("words", textpage=textpage) if regions else []
     for region in regions:
         try:
             found = pdf_page.find_tables(clip=region, use_layout=False)
