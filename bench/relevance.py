@@ -65,7 +65,7 @@ def signals(service: Docground, kb: str, question: str, top_k: int = 5) -> dict:
         "hits": hits[:top_k],
         "dense": max((h.dense_score for h in hits[:selection.DENSE_READ]), default=0.0),
         "coverage": max((c.window for c in found), default=0.0),
-        "relevant": selection.is_relevant(found, hits),
+        "relevant": selection.is_relevant(question, found),
     }
 
 
@@ -95,8 +95,8 @@ def main() -> None:
         for kb in ("fin", "sec"):
             groups.setdefault("off topic", []).append((False, signals(service, kb, q) | {"q": q}))
 
-    print(f"gate: cosine >= {selection.DENSE_SURE}, or topic coverage >= {selection.COVER_SURE}, or cosine >= "
-          f"{selection.DENSE_MIN} and coverage >= {selection.COVER_WITH_DENSE}")
+    print(f"gate: best unit's score >= {selection.BEST_MIN}, and the asked-for kind (amount, time) among the "
+          f"best {selection.TYPED_READ} units")
     print(f"| {'questions':36} | {'n':>4} | {'answerable':>10} | {'answered':>8} | {'not found':>9} |")
     print(f"|{'-' * 38}|{'-' * 6}|{'-' * 12}|{'-' * 10}|{'-' * 11}|")
     for name, rows in groups.items():

@@ -55,7 +55,7 @@ def coverage(query: str, text: str) -> float:
 
 def is_relevant(query: str, hits: list[Hit]) -> bool:
     """Whether any retrieved chunk answers the query, or all of them are only the nearest noise."""
-    return selection.is_relevant(selection.candidates(query, hits), hits)
+    return selection.is_relevant(query, selection.candidates(query, hits))
 
 
 def _page_size(hit: Hit, page: int) -> tuple[float, float]:
@@ -100,7 +100,7 @@ def extractive_answer(query: str, hits: list[Hit], layer: TextLayer | None = Non
     """The units that answer, the best first, each cited; the hits reranked by them (top_k kept)."""
     found = selection.candidates(query, hits, query_vector, embed)
     ranked = selection.rerank(hits, found)[:top_k or len(hits)]
-    if not selection.is_relevant(found, hits):
+    if not selection.is_relevant(query, found):
         return not_found(query, ranked)
     chosen = [Quote(c.hit, c.unit.start, c.unit.end, c.score) for c in selection.chosen(found, MAX_SENTENCES)]
     if not chosen:

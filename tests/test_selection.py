@@ -58,11 +58,21 @@ def test_a_year_question_cites_the_row_not_the_table_header():
 def test_the_gate_refuses_unrelated_questions_in_any_language_and_accepts_answered_ones():
     invoice = _hit("Montant total de la facture : 1 250,00 EUR. Compte bancaire IBAN FR76 3000 4000 0500 0012 "
                    "3456 789. Date d'échéance : 30 juin 2024.", dense=0.1)
-    found = selection.candidates("Quel est le montant total de la facture ?", [invoice])
-    assert selection.is_relevant(found, [invoice])
+    question = "Quel est le montant total de la facture ?"
+    found = selection.candidates(question, [invoice])
+    assert selection.is_relevant(question, found)
     assert "1 250,00" in found[0].text
-    off = selection.candidates("Qui a peint le plafond de la chapelle Sixtine ?", [invoice])
-    assert not selection.is_relevant(off, [invoice])
+    off = "Qui a peint le plafond de la chapelle Sixtine ?"
+    assert not selection.is_relevant(off, selection.candidates(off, [invoice]))
+
+
+def test_a_question_for_an_amount_is_refused_when_no_unit_holds_one():
+    text = ("The gnuplot-info mailing list is the place for questions about gnuplot. Subscribers receive "
+            "announcements of new releases and discuss plotting problems with the developers.")
+    question = "How many subscribers does the gnuplot-info mailing list have?"
+    assert not selection.is_relevant(question, selection.candidates(question, [_hit(text)]))
+    answered = text + " The list had 1,200 subscribers in 2020."
+    assert selection.is_relevant(question, selection.candidates(question, [_hit(answered)]))
 
 
 def test_question_terms_are_stemmed_in_the_questions_language():
