@@ -25,8 +25,8 @@ from docground.errors import DocgroundError
 
 from .answers import STOPWORDS, Quote, chunk_out, cite, is_relevant, not_found, sentences, topic_terms
 from .refine import TextLayer
-from .sparse import terms
 from .store import Hit
+from .tokens import terms
 
 NOT_FOUND = "NOT_FOUND"
 SYSTEM_PROMPT = (

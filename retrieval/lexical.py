@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
-from .sparse import terms
+from .tokens import terms
 
 STOPWORDS_BY_LANGUAGE = {
     "english": frozenset("""a about above after again against all also am an and any are as at be because been
@@ -79,7 +79,11 @@ def is_topic(term: str) -> bool:
 
 def stems(text: str, language: str) -> list[str]:
     """The text's terms, Latin words stemmed in the given language."""
-    return [_stem(t, language) for t in terms(text)]
+    return stemmed(terms(text), language)
+
+
+def stemmed(words: list[str], language: str) -> list[str]:
+    return [_stem(t, language) for t in words]
 
 
 def topic_terms(text: str, language: str | None = None) -> set[str]:

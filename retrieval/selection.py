@@ -59,6 +59,10 @@ _WANTS_AMOUNT = re.compile(
 _WANTS_TIME = re.compile(
     r"\b(when|what (year|date|time|day)|which (year|date|day)|quand|en quelle année|quelle date|wann|"
     r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)
+# Numbers that name things rather than count them: "Fig. 3", "Table 2", "[12]", "(5)", "Section 4.1".
+_REFERENCE = re.compile(r"\b(fig(ure)?s?|tab(le)?s?|eqs?|equations?|sections?|sec|chapters?|ch|pages?|p|pp|"
+                        r"abb|tabelle|abschnitt|kapitel|seite|chapitre|page|tableau|图|表|第)\.?\s*[\dIVX]+(\.\d+)*|"
+                        r"\[\d+(,\s*\d+)*\]|\(\d+\)", re.IGNORECASE)
 _YEAR = re.compile(r"\b(1[5-9]|20)\d\d\b")
 _AMOUNT = re.compile(
     r"[$€£¥%]|\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -83,7 +87,7 @@ class Candidate:
 
 def _answer_type_bonus(kind: str, text: str) -> float:
     """A question for an amount or a time wants a unit that holds one (a year is no amount)."""
-    if kind == "amount" and _AMOUNT.search(_YEAR.sub("", text)):
+    if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", _YEAR.sub("", text))):
         return NUMBER_BONUS
     if kind == "time" and _YEAR.search(text):
         return NUMBER_BONUS

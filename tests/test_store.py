@@ -80,8 +80,11 @@ def test_sparse_terms():
     assert sparse.terms("知识库") == ["知识", "识库"]
     assert sparse.terms("Revenue grew 7.9%") == ["revenue", "grew", "7", "9"]
     assert sparse.terms("한국어 문서") == ["한국", "국어", "문서"]
-    ids, values = sparse.document_vector("apple apple banana")
-    assert len(ids) == 2 and values[ids.index(sparse.term_id("apple"))] > values[ids.index(sparse.term_id("banana"))]
+    ids, values = sparse.document_vector("cat cat dog")  # words that are their own stems
+    assert len(ids) == 2 and values[ids.index(sparse.term_id("cat"))] > values[ids.index(sparse.term_id("dog"))]
+    # a stem beside the word: the query's "informal" meets the document's "informally"
+    shared = set(sparse.document_vector("informally referred to")[0]) & set(sparse.query_vector("informal")[0])
+    assert len(shared) == 1
 
 
 def test_optimize_builds_the_index_and_search_still_finds_everything(tmp_path):
