@@ -323,14 +323,11 @@ class Docground:
         return Generator(client, self.text_layer, self.embedder.embed)
 
     def retrieve(self, kb: str, question: str, top_k: int = 5) -> list[Hit]:
-        return self._search(kb, question, top_k)[0]
-
-    def _search(self, kb: str, question: str, limit: int) -> tuple[list[Hit], np.ndarray]:
         validate_kb_name(kb)
         if self.registry.get_kb(kb) is None:
             raise NotFound(f"knowledge base {kb!r} does not exist")
         dense = self.embedder.embed_query(question)
-        return self.store(kb).search(dense, sparse.query_vector(question), limit), dense
+        return self.store(kb).search(dense, sparse.query_vector(question), top_k)
 
     def query(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> QueryResponse:
         generator = self.generator(mode)
@@ -340,8 +337,8 @@ class Docground:
 
     def _extractive(self, kb: str, question: str, top_k: int) -> QueryResponse:
         # a deeper list than asked for: the answer stage reranks it by the units that answer
-        hits, dense = self._search(kb, question, max(top_k, selection.RERANK_DEPTH))
-        return extractive_answer(question, hits, self.text_layer, dense, self.embedder.embed_few, top_k)
+        hits = self.retrieve(kb, question, max(top_k, selection.RERANK_DEPTH))
+        return extractive_answer(question, hits, self.text_layer, self.embedder.embed_words, top_k)
 
     def query_stream(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> Iterator[tuple[str, dict]]:
         """Server-sent events of an answer: ("delta", {"text"}) while generating, then ("done", response)."""

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from docground.api.models import ChunkOut, Citation, QueryResponse, SpanOut
 from docground.ingest.geometry import to_points
 
@@ -95,10 +93,10 @@ def not_found(query: str, hits: list[Hit]) -> QueryResponse:
 
 
 def extractive_answer(query: str, hits: list[Hit], layer: TextLayer | None = None,
-                      query_vector: np.ndarray | None = None, embed: Embed | None = None,
+                      embed_words: Embed | None = None,
                       top_k: int | None = None) -> QueryResponse:
     """The units that answer, the best first, each cited; the hits reranked by them (top_k kept)."""
-    found = selection.candidates(query, hits, query_vector, embed)
+    found = selection.candidates(query, hits, embed_words)
     ranked = selection.rerank(hits, found)[:top_k or len(hits)]
     if not selection.is_relevant(query, found):
         return not_found(query, ranked)

@@ -36,15 +36,16 @@ NEIGHBOUR_AFTER_COLON = 0.9
 INTRODUCTION_FACTOR = 0.5
 HEADER_WEIGHT = 0.5
 HEADER_ROW_FACTOR = 0.5
-NUMBER_BONUS = 0.15
+TITLE_FACTOR = 1.5  # "which section covers X?" asks for the heading itself
+NUMBER_BONUS = 0.25
 # Two translations of one manual (zh-CN, zh-TW) fold to the same terms: the one written as asked wins.
 SAME_SCRIPT_BONUS = 0.1
 RESTATEMENT_PENALTY = 0.1
-RANK_DECAY = 0.02
-DENSE_WEIGHT = 0.3
-DENSE_CANDIDATES = 4
-DENSE_MARGIN = 0.3
-DENSE_CHARS = 300
+RANK_DECAY = 0.01
+# Word-vector similarity of every candidate to the question (Embedder.embed_words): a transformer pass
+# per candidate cost ~18 ms each on one CPU thread, for at most the same gain on bench/qa.py.
+SIMILARITY_WEIGHT = 1.0
+SIMILARITY_CHARS = 400
 # Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (0.35 kept 163 of 164
 # answerable questions' correct first citations and refused 12 of 19 unanswerable ones); the cosine alone
 # is no gate: the unanswerable questions about a document score 0.45-0.72 with the default embedder, as
@@ -56,6 +57,10 @@ _WANTS_AMOUNT = re.compile(
     r"\b(how (many|much|long|old|often|far|big|large|high)|what (percentage|amount|number|size|price|cost)|"
     r"combien|quel (montant|prix|nombre)|wie (viel|viele|lange|alt|hoch|oft|groß)|cuánto|cuántos)\b|"
     r"多少|几|いくつ|いくら|何人|何個|何件|몇|얼마", re.IGNORECASE)
+_WANTS_TITLE = re.compile(
+    r"\b(which|what) (section|chapter|subsection|part)\b|\bsection number|\bquelle (section|partie)|"
+    r"\bquel chapitre|\bcomment s'intitule|\bwelche[rms]? (abschnitt|kapitel)|\bwie heißt (der|das) (abschnitt|"
+    r"kapitel)|哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절", re.IGNORECASE)
 _WANTS_TIME = re.compile(
     r"\b(when|what (year|date|time|day)|which (year|date|day)|quand|en quelle année|quelle date|wann|"
     r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)
@@ -95,6 +100,8 @@ def _answer_type_bonus(kind: str, text: str) -> float:
 
 
 def _asks_for(question: str) -> str:
+    if _WANTS_TITLE.search(question):
+        return "title"
     if _WANTS_AMOUNT.search(question):
         return "amount"
     return "time" if _WANTS_TIME.search(question) else ""
@@ -111,7 +118,7 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
         extra = question.of(unit.header) - own_terms if unit.header else set()
         own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
         if unit.kind in ("header", "heading"):  # a title names the topic; the answer is under it
-            own *= HEADER_ROW_FACTOR
+            own *= TITLE_FACTOR if asks == "title" and unit.kind == "heading" else HEADER_ROW_FACTOR
         lead = _lead(text, cut[i - 1], unit) if i > 0 else 0.0
         before = found[i - 1] if lead else set()
         after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
@@ -177,33 +184,26 @@ def units_of(hit: Hit) -> list[Unit]:
     return cached
 
 
-def candidates(question: str, hits: list[Hit], query_vector: np.ndarray | None = None,
-               embed: Embed | None = None) -> list[Candidate]:
+def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None) -> list[Candidate]:
     """Units of the top chunks, best first."""
     top = hits[:CHUNKS_READ]
     terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
     asks = _asks_for(question)
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
     found = [c for c in found if c.score > 0 or c.own > 0]
+    if embed_words is not None and found:
+        _add_similarity(question, found, embed_words)
     found.sort(key=lambda c: -c.score)
-    if embed is not None and query_vector is not None and _undecided(found):
-        _add_dense(found[:DENSE_CANDIDATES], query_vector, embed)
-        found.sort(key=lambda c: -c.score)
     return found
 
 
-def _undecided(found: list[Candidate]) -> bool:
-    """Whether the lexical evidence leaves the first place open (embedding candidates costs ~7 ms each)."""
-    return len(found) > 1 and found[1].score > found[0].score - DENSE_MARGIN
-
-
-def _add_dense(best: list[Candidate], query_vector: np.ndarray, embed: Embed) -> None:
-    vectors = embed([c.text[:DENSE_CHARS] for c in best])
-    cosines = vectors @ query_vector
-    # only the differences count: an embedder that does not know the language gives every unit a similar
-    # (meaningless) cosine, which then changes nothing
-    for c, cos in zip(best, cosines - cosines.mean(), strict=True):
-        c.score += DENSE_WEIGHT * float(cos)
+def _add_similarity(question: str, found: list[Candidate], embed_words: Embed) -> None:
+    vectors = embed_words([question] + [c.text[:SIMILARITY_CHARS] for c in found])
+    cosines = vectors[1:] @ vectors[0]
+    # only the differences count: a vocabulary that does not know the language gives every unit a
+    # similar (meaningless) cosine, which then changes nothing
+    for c, cos in zip(found, cosines - cosines.mean(), strict=True):
+        c.score += SIMILARITY_WEIGHT * float(cos)
 
 
 def is_relevant(question: str, found: list[Candidate]) -> bool:

@@ -85,3 +85,12 @@ def test_sparse_terms_fold_traditional_chinese_and_keep_cjk_unigrams():
     assert sparse.terms("軟體套件") == sparse.terms("软体套件")
     ids, weights = sparse.query_vector("表")
     assert len(ids) == 2 and sorted(weights) == [sparse.UNIGRAM_QUERY_WEIGHT, 1.0]
+
+
+def test_word_vectors_are_normalized_bags_of_the_models_token_embeddings(embedder):
+    vectors = embedder.embed_words(["graphics card", "card graphics", "", "fertility of girls"])
+    assert vectors.shape == (4, embedder.dimension)
+    assert abs(float(vectors[0] @ vectors[1]) - 1.0) < 1e-5  # no context: order does not matter
+    assert float(abs(vectors[2]).sum()) == 0.0  # nothing to say about an empty text
+    assert abs(float(vectors[3] @ vectors[3]) - 1.0) < 1e-5
+    assert float(vectors[0] @ vectors[3]) < 0.9
