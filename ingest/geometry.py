@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from .schema import BBox
 
 
@@ -47,3 +49,15 @@ def coverage(inner: BBox, outer: BBox) -> float:
     """The share of inner's area that lies inside outer."""
     a = area(inner)
     return intersection(inner, outer) / a if a > 0 else 0.0
+
+
+def displayed_boxes(raw: np.ndarray, matrix: tuple[float, ...], width: float, height: float) -> np.ndarray:
+    """Many boxes at once, (n, 4) in unrotated page space → the one form on the page as displayed:
+    `matrix` is the page's rotation matrix (a, b, c, d, e, f), width × height the displayed size."""
+    a, b, c, d, e, f = matrix
+    xs = raw[:, [0, 2, 0, 2]]
+    ys = raw[:, [1, 1, 3, 3]]
+    tx, ty = a * xs + c * ys + e, b * xs + d * ys + f
+    out = np.stack([tx.min(axis=1) / width, ty.min(axis=1) / height, tx.max(axis=1) / width,
+                    ty.max(axis=1) / height], axis=1)
+    return np.round(np.clip(out, 0.0, 1.0), 6)
