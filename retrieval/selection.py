@@ -46,6 +46,7 @@ RANK_DECAY = 0.01
 # per candidate cost ~18 ms each on one CPU thread, for at most the same gain on bench/qa.py.
 SIMILARITY_WEIGHT = 1.0
 SIMILARITY_CHARS = 400
+SIMILARITY_CAP = 0.2
 # Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (0.4 kept every answerable
 # question whose first citation was right and refused 7 of 19 unanswerable ones; a higher bar refuses more
 # of both). The cosine alone is no gate: unanswerable questions about a document score 0.45-0.72 with the
@@ -61,6 +62,14 @@ _WANTS_TITLE = re.compile(
     r"\b(which|what) (section|chapter|subsection|part)\b|\bsection number|\bquelle (section|partie)|"
     r"\bquel chapitre|\bcomment s'intitule|\bwelche[rms]? (abschnitt|kapitel)|\bwie heißt (der|das) (abschnitt|"
     r"kapitel)|哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절", re.IGNORECASE)
+_WANTS_COMMAND = re.compile(
+    r"\b((which|what) (command|option|flag|function|expression|code|line|statement)|how (do|can|should) (i|you|one) "
+    r"(run|call|type|invoke|write)|quelle (commande|option|fonction)|comment (exécuter|lancer|écrire)|"
+    r"welche[rmns]? (befehl|option|funktion|aufruf)|mit welchem (befehl|aufruf)|wie (rufe|schreibe|exportiere|"
+    r"installiere|starte))\b|命令|指令|コマンド|명령|커맨드", re.IGNORECASE)
+# A unit that looks like code: a prompt, an option, a call, an assignment, a path.
+_CODE_START = re.compile(r"\s*([$>%#]\s|:\w|--?[A-Za-z]|[\w.-]+\s+-{1,2}\w|[\w.]+\(|[\w.$]+\s*(<-|=)\s)")
+_CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
 _WANTS_TIME = re.compile(
     r"\b(when|what (year|date|time|day)|which (year|date|day)|quand|en quelle année|quelle date|wann|"
     r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)
@@ -96,12 +105,16 @@ def _answer_type_bonus(kind: str, text: str) -> float:
         return NUMBER_BONUS
     if kind == "time" and _YEAR.search(text):
         return NUMBER_BONUS
+    if kind == "command" and _CODE.search(text):
+        return NUMBER_BONUS
     return 0.0
 
 
 def _asks_for(question: str) -> str:
     if _WANTS_TITLE.search(question):
         return "title"
+    if _WANTS_COMMAND.search(question):
+        return "command"
     if _WANTS_AMOUNT.search(question):
         return "amount"
     return "time" if _WANTS_TIME.search(question) else ""
@@ -141,9 +154,11 @@ def _introduces(text: str, unit: Unit) -> bool:
 
 
 def _lead(text: str, prev: Unit, unit: Unit) -> float:
-    """How much of the previous unit's match a unit inherits: an introduction ending in a colon hands
-    on nearly all of it, a sentence of the same paragraph part of it, another block nothing."""
-    if _introduces(text, prev):
+    """How much of the previous unit's match a unit inherits: an introduction ending in a colon, or the
+    prose right before a block of code, hands on nearly all of it; a sentence of the same paragraph part
+    of it; another block nothing."""
+    if _introduces(text, prev) or (unit.block == prev.block + 1 and _CODE_START.match(text, unit.start, unit.end)
+                                   and not _CODE_START.match(text, prev.start, prev.end)):
         return NEIGHBOUR_AFTER_COLON
     return NEIGHBOUR_BEFORE if prev.block == unit.block else 0.0
 
@@ -202,7 +217,9 @@ def _add_similarity(question: str, found: list[Candidate], embed_words: Embed) -
     cosines = vectors[1:] @ vectors[0]
     # only the differences count: a vocabulary that does not know the language gives every unit a
     # similar (meaningless) cosine, which then changes nothing
-    for c, cos in zip(found, cosines - cosines.mean(), strict=True):
+    # and never by much: between scripts (a Japanese question, a shell command) word vectors mostly tell
+    # the scripts apart
+    for c, cos in zip(found, np.clip(cosines - cosines.mean(), -SIMILARITY_CAP, SIMILARITY_CAP), strict=True):
         c.score += SIMILARITY_WEIGHT * float(cos)
 
 
@@ -210,7 +227,7 @@ def is_relevant(question: str, found: list[Candidate]) -> bool:
     """Whether the retrieved text answers the question, or is only the nearest noise: the best unit must
     be well supported, and a question for an amount or a time needs one among the best units."""
     asks = _asks_for(question)
-    if asks and not any(_answer_type_bonus(asks, c.text) for c in found[:TYPED_READ]):
+    if asks in ("amount", "time") and not any(_answer_type_bonus(asks, c.text) for c in found[:TYPED_READ]):
         return False
     return bool(found) and found[0].score >= BEST_MIN
 
