@@ -243,7 +243,24 @@ def chosen(found: list[Candidate], limit: int) -> list[Candidate]:
             break
         if all(c.hit.id != o.hit.id or c.unit != o.unit for o in out):
             out.append(c)
+    if len(out) > 1 and _adjacent(out[0], out[1]):
+        out[:2] = [_joined(out[0], out[1])]
     return out
+
+
+def _adjacent(a: Candidate, b: Candidate) -> bool:
+    """Two units of one chunk with nothing between them: a restatement and its answer, an introduction
+    and its command. Cited as one quote, the first citation holds both."""
+    if a.hit.id != b.hit.id:
+        return False
+    first, second = sorted((a.unit, b.unit), key=lambda u: u.start)
+    return not a.hit.payload.get("text", "")[first.end:second.start].strip(" \t\n|#>-*")
+
+
+def _joined(a: Candidate, b: Candidate) -> Candidate:
+    start, end = min(a.unit.start, b.unit.start), max(a.unit.end, b.unit.end)
+    unit = Unit(start, end, a.unit.kind, min(a.unit.block, b.unit.block), a.unit.header)
+    return Candidate(a.hit, a.rank, unit, a.own, a.window, a.score)
 
 
 def rerank(hits: list[Hit], found: list[Candidate]) -> list[Hit]:
