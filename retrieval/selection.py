@@ -68,6 +68,9 @@ _WANTS_COMMAND = re.compile(
     r"welche[rmns]? (befehl|option|funktion|aufruf)|mit welchem (befehl|aufruf)|wie (rufe|schreibe|exportiere|"
     r"installiere|starte))\b|命令|指令|コマンド|명령|커맨드", re.IGNORECASE)
 # A unit that looks like code: a prompt, an option, a call, an assignment, a path.
+# A sentence that goes on about the previous one's subject: it inherits nearly all of its match.
+_ANAPHOR = re.compile(r"(they|it|its|this|these|those|he|she|their|such|il|elle|ils|elles|ce|cette|ces|er|sie|es|"
+                      r"dies|diese|dieser|dieses)\b|它|其|这|该|此|それ|これ|この|その|그|이것", re.IGNORECASE)
 _CODE_START = re.compile(r"\s*([$>%#]\s|:\w|--?[A-Za-z]|[\w.-]+\s+-{1,2}\w|[\w.]+\(|[\w.$]+\s*(<-|=)\s)")
 _CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
 _WANTS_TIME = re.compile(
@@ -159,6 +162,8 @@ def _lead(text: str, prev: Unit, unit: Unit) -> float:
     of it; another block nothing."""
     if _introduces(text, prev) or (unit.block == prev.block + 1 and _CODE_START.match(text, unit.start, unit.end)
                                    and not _CODE_START.match(text, prev.start, prev.end)):
+        return NEIGHBOUR_AFTER_COLON
+    if prev.block == unit.block and _ANAPHOR.match(text, unit.start, unit.end):  # "They fell by 12%."
         return NEIGHBOUR_AFTER_COLON
     return NEIGHBOUR_BEFORE if prev.block == unit.block else 0.0
 

@@ -94,3 +94,20 @@ def test_word_vectors_are_normalized_bags_of_the_models_token_embeddings(embedde
     assert float(abs(vectors[2]).sum()) == 0.0  # nothing to say about an empty text
     assert abs(float(vectors[3] @ vectors[3]) - 1.0) < 1e-5
     assert float(vectors[0] @ vectors[3]) < 0.9
+
+
+def test_a_command_question_cites_the_command_after_its_introduction_first():
+    text = ("Debian packages are built from source.\n\nTo find the packages a new build needs, run the "
+            "following command:\n\n$ dpkg-depcheck -d ./configure\n\nOther tools exist as well.")
+    found = selection.candidates("Which command finds the packages a new build needs?", [_hit(text)])
+    first = selection.chosen(found, 3)[0]
+    assert first.text.endswith("$ dpkg-depcheck -d ./configure")
+
+
+def test_two_neighbouring_best_units_are_quoted_as_one():
+    text = ("The survey ran for four years. Nitrate levels were measured at forty stations along the river. "
+            "They fell by twelve percent over the study period.")
+    found = selection.candidates("How much did nitrate levels fall over the survey?", [_hit(text)])
+    first = selection.chosen(found, 3)[0]
+    assert first.text == ("Nitrate levels were measured at forty stations along the river. "
+                          "They fell by twelve percent over the study period.")
