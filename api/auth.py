@@ -20,6 +20,7 @@ import json
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -116,11 +117,16 @@ class Keys:
 
 
 class RateLimiter:
-    """A token bucket per caller: `per_minute` requests a minute, bursts up to the same number."""
+    """A token bucket per caller: `per_minute` requests a minute, bursts up to the same number.
 
-    def __init__(self, per_minute: int):
+    Memory stays bounded however many callers come: a bucket that has refilled is the same as no bucket
+    and is dropped, oldest first, once more than `max_callers` are held; past that, the least recently
+    seen callers are forgotten (they start again with a full bucket)."""
+
+    def __init__(self, per_minute: int, max_callers: int = 10_000):
         self.per_minute = per_minute
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_callers = max_callers
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def check(self, who: str) -> None:
@@ -129,13 +135,32 @@ class RateLimiter:
         rate = self.per_minute / 60.0
         now = time.monotonic()
         with self._lock:
-            tokens, at = self._buckets.get(who, (float(self.per_minute), now))
-            tokens = min(float(self.per_minute), tokens + (now - at) * rate)
+            tokens = self._tokens(who, now, rate)
             if tokens < 1.0:
-                self._buckets[who] = (tokens, now)
+                self._keep(who, tokens, now)
                 wait = (1.0 - tokens) / rate
                 raise RateLimited(f"more than {self.per_minute} requests a minute; retry in {wait:.1f} s")
-            self._buckets[who] = (tokens - 1.0, now)
+            self._keep(who, tokens - 1.0, now)
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _tokens(self, who: str, now: float, rate: float) -> float:
+        tokens, at = self._buckets.get(who, (float(self.per_minute), now))
+        return min(float(self.per_minute), tokens + (now - at) * rate)
+
+    def _keep(self, who: str, tokens: float, now: float) -> None:
+        self._buckets[who] = (tokens, now)
+        self._buckets.move_to_end(who)
+        if len(self._buckets) > self.max_callers:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        rate = self.per_minute / 60.0
+        for who in [w for w in self._buckets if self._tokens(w, now, rate) >= self.per_minute]:
+            del self._buckets[who]
+        while len(self._buckets) > self.max_callers:
+            self._buckets.popitem(last=False)
 
 
 def _bearer(request: Request) -> str | None:
