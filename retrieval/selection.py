@@ -52,7 +52,7 @@ SIMILARITY_CAP = 0.2
 # of both). The cosine alone is no gate: unanswerable questions about a document score 0.45-0.72 with the
 # default embedder, as high as answerable ones.
 BEST_MIN = 0.4
-TYPED_READ = 3
+TYPED_READ = 1
 ANSWER_SHARE = 0.6
 _WANTS_AMOUNT = re.compile(
     r"\b(how (many|much|long|old|often|far|big|large|high)|what (percentage|amount|number|size|price|cost)|"
@@ -80,6 +80,10 @@ _WANTS_TIME = re.compile(
 _REFERENCE = re.compile(r"\b(fig(ure)?s?|tab(le)?s?|eqs?|equations?|sections?|sec|chapters?|ch|pages?|p|pp|"
                         r"abb|tabelle|abschnitt|kapitel|seite|chapitre|page|tableau|图|表|第)\.?\s*[\dIVX]+(\.\d+)*|"
                         r"\[\d+(,\s*\d+)*\]|\(\d+\)", re.IGNORECASE)
+_MONTH = (r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?|janvier|février|mars|avril|mai|juin|"
+          r"juillet|août|septembre|octobre|novembre|décembre|januar|februar|märz|juni|juli|oktober|dezember")
+# A day of a month is a date, not an amount: "26 May 2004", "May 26".
+_DATE = re.compile(rf"\b\d{{1,2}}\.?\s+({_MONTH})\b|\b({_MONTH})\s+\d{{1,2}}\b", re.IGNORECASE)
 _YEAR = re.compile(r"\b(1[5-9]|20)\d\d\b")
 _AMOUNT = re.compile(
     r"[$€£¥%]|\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
@@ -104,7 +108,7 @@ class Candidate:
 
 def _answer_type_bonus(kind: str, text: str) -> float:
     """A question for an amount or a time wants a unit that holds one (a year is no amount)."""
-    if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", _YEAR.sub("", text))):
+    if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", _YEAR.sub("", _DATE.sub("", text)))):
         return NUMBER_BONUS
     if kind == "time" and _YEAR.search(text):
         return NUMBER_BONUS
