@@ -52,7 +52,9 @@ SIMILARITY_CAP = 0.2
 # of both). The cosine alone is no gate: unanswerable questions about a document score 0.45-0.72 with the
 # default embedder, as high as answerable ones.
 BEST_MIN = 0.4
-TYPED_READ = 1
+# Or two units that hold this share of the question's weighted terms between them.
+TOGETHER_MIN = 0.6
+TYPED_READ = 3
 ANSWER_SHARE = 0.6
 _WANTS_AMOUNT = re.compile(
     r"\b(how (many|much|long|old|often|far|big|large|high)|what (percentage|amount|number|size|price|cost)|"
@@ -100,6 +102,7 @@ class Candidate:
     own: float = 0.0
     window: float = 0.0  # weighted topic coverage of the unit with its predecessor and header
     score: float = 0.0
+    terms: frozenset[str] = frozenset()  # the question's terms the unit holds
 
     @property
     def text(self) -> str:
@@ -152,7 +155,7 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
             score -= RESTATEMENT_PENALTY
         score *= 1.0 - RANK_DECAY * rank
         window = question.matched(own_terms | before | extra)
-        out.append(Candidate(hit, rank, unit, own, window, score))
+        out.append(Candidate(hit, rank, unit, own, window, score, frozenset(own_terms & question.weights.keys())))
     return out
 
 
@@ -238,7 +241,18 @@ def is_relevant(question: str, found: list[Candidate]) -> bool:
     asks = _asks_for(question)
     if asks in ("amount", "time") and not any(_answer_type_bonus(asks, c.text) for c in found[:TYPED_READ]):
         return False
-    return bool(found) and found[0].score >= BEST_MIN
+    if not found:
+        return False
+    return found[0].score >= BEST_MIN or _covered_together(question, found[:2]) >= TOGETHER_MIN
+
+
+def _covered_together(question: str, best: list[Candidate]) -> float:
+    """How much of the question two units hold together: "What happened to nitrate levels and to the
+    coffee price?" is answered by two sentences, each holding half of it."""
+    if len(best) < 2:
+        return 0.0
+    terms = QueryTerms(question, [])
+    return terms.matched(best[0].terms | best[1].terms) if best[0].terms != best[1].terms else 0.0
 
 
 def chosen(found: list[Candidate], limit: int) -> list[Candidate]:
@@ -258,12 +272,16 @@ def chosen(found: list[Candidate], limit: int) -> list[Candidate]:
 
 
 def _adjacent(a: Candidate, b: Candidate) -> bool:
-    """Two units of one chunk with nothing between them: a restatement and its answer, an introduction
-    and its command. Cited as one quote, the first citation holds both."""
+    """The best unit `a` and the runner-up `b` with nothing between them in one chunk, where `b` goes on
+    from `a` (the sentence after a restatement, the code after its introduction): cited as one quote, the
+    first citation holds both. A runner-up before the best unit stays a citation of its own."""
     if a.hit.id != b.hit.id:
         return False
-    first, second = sorted((a.unit, b.unit), key=lambda u: u.start)
-    return not a.hit.payload.get("text", "")[first.end:second.start].strip(" \t\n|#>-*")
+    text = a.hit.payload.get("text", "")
+    if a.unit.start < b.unit.start:
+        return not text[a.unit.end:b.unit.start].strip(" \t\n|#>-*")
+    gap = text[b.unit.end:a.unit.start]
+    return not gap.strip(" \t\n|#>-*") and (_introduces(text, b.unit) or bool(_CODE_START.match(text, a.unit.start)))
 
 
 def _joined(a: Candidate, b: Candidate) -> Candidate:

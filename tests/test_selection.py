@@ -104,10 +104,11 @@ def test_a_command_question_cites_the_command_after_its_introduction_first():
     assert first.text.endswith("$ dpkg-depcheck -d ./configure")
 
 
-def test_two_neighbouring_best_units_are_quoted_as_one():
-    text = ("The survey ran for four years. Nitrate levels were measured at forty stations along the river. "
-            "They fell by twelve percent over the study period.")
-    found = selection.candidates("How much did nitrate levels fall over the survey?", [_hit(text)])
-    first = selection.chosen(found, 3)[0]
-    assert first.text == ("Nitrate levels were measured at forty stations along the river. "
-                          "They fell by twelve percent over the study period.")
+def test_code_is_cited_without_its_introduction_and_prose_sentences_stay_apart():
+    text = "To list the packages that can be upgraded, run:\n\n$ apt list --upgradable\n\nOther commands exist."
+    found = selection.candidates("Which command lists the packages that can be upgraded?", [_hit(text)])
+    assert selection.chosen(found, 3)[0].text == "$ apt list --upgradable"
+    prose = ("The survey measured nitrate at forty stations between 2001 and 2004. Nitrate levels fell by twelve "
+             "percent over the study period.")
+    found = selection.candidates("How much did nitrate levels fall in the survey?", [_hit(prose)])
+    assert [c.text for c in selection.chosen(found, 3)][0] == "Nitrate levels fell by twelve percent over the study period."
