@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -113,6 +114,101 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
         raise typer.Exit(1)
 
 
+def convert_targets(paths: list[Path], out: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Each file and where its outputs go: a folder's files keep their place below it. Files whose
+    names differ only in their extension keep the extension in their outputs' names."""
+    pairs: dict[Path, tuple[Path, Path]] = {}
+    missing: list[Path] = []
+    for p in paths:
+        files, gone = collect_files([p])
+        missing += gone
+        for f in files:
+            rel = f.relative_to(p) if p.is_dir() else Path(f.name)
+            pairs.setdefault(f.resolve(), (f, out / rel.parent / rel.stem))
+    taken = Counter(target for _, target in pairs.values())
+    return [(f, t if taken[t] == 1 else t.with_name(f.name)) for f, t in pairs.values()], missing
+
+
+@app.command()
+def convert(paths: Annotated[list[Path], typer.Argument(help="files or folders (searched recursively)")],
+            out: Annotated[Path, typer.Option("--out", help="folder for the outputs")],
+            formats: Annotated[str, typer.Option("--format", help="any of md, json, boxes")] = "md,json,boxes",
+            pages: Annotated[str | None, typer.Option("--pages", help="pages to convert, e.g. 1-5,9")] = None,
+            workers: Annotated[int, typer.Option("--workers", min=0, help="documents converted at once, each in its "
+                                                 "own process; 0: one per core (1 with a vision model in this "
+                                                 "process, which keeps its pages in flight itself)")] = 0,
+            home: HomeOption = None) -> None:
+    """Convert documents to reading-order markdown, layout JSON and pages with their blocks' boxes drawn:
+    no knowledge base, no embedding. Documents whose outputs are up to date are skipped."""
+    import time
+
+    from docground.ingest.convert import ConvertOptions, default_workers, parse_formats, parse_page_ranges
+
+    settings = _settings(home)
+    try:
+        options = ConvertOptions(parse_formats(formats), parse_page_ranges(pages) if pages else None,
+                                 settings.render_dpi)
+        targets, missing = convert_targets(paths, out)
+        workers = workers or default_workers(settings, len(targets))
+        started = time.perf_counter()
+        results = _convert_all(settings, options, targets, workers)
+    except DocgroundError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    _print_conversions(results, missing, time.perf_counter() - started)
+    if missing or any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def _convert_all(settings, options, targets: list[tuple[Path, Path]], workers: int) -> list:
+    """One process: a bar per document's pages too; several: documents spread over the processes."""
+    from docground.ingest.convert import build_converter, convert_in_processes
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal, transient=True) as bar:
+        overall = bar.add_task("documents", total=len(targets))
+        if workers == 1:
+            return _convert_here(build_converter(settings, options), targets, bar, overall)
+        results = []
+        for result in convert_in_processes(settings, options, targets, workers):
+            results.append(result)
+            bar.advance(overall)
+        return results
+
+
+def _convert_here(converter, targets: list[tuple[Path, Path]], bar: Progress, overall) -> list:
+    results = []
+    for source, target in targets:
+        task = bar.add_task(source.name[:40], total=None)
+
+        def on_page(done: int, total: int, task=task) -> None:
+            bar.update(task, completed=done, total=total)
+
+        results.append(converter.convert(source, target, on_page))
+        bar.remove_task(task)
+        bar.advance(overall)
+    return results
+
+
+def _print_conversions(results: list, missing: list[Path], seconds: float) -> None:
+    for r in results:
+        if r.error:
+            err.print(f"[red]✗[/red] {escape(str(r.source))}: {escape(r.error)}", soft_wrap=True)
+        elif r.up_to_date:
+            out.print(f"[dim]= {escape(str(r.source))}: up to date[/dim]", soft_wrap=True)
+        else:
+            out.print(f"[green]✓[/green] {escape(str(r.source))}: {r.pages} pages → {escape(str(r.target))}.*",
+                      soft_wrap=True)
+    for p in missing:
+        err.print(f"[red]✗[/red] {escape(str(p))}: no such file or folder", soft_wrap=True)
+    pages = sum(r.pages for r in results if not r.error)
+    converted = sum(1 for r in results if not r.error and not r.up_to_date)
+    failed = len(missing) + sum(1 for r in results if r.error)
+    skipped = sum(1 for r in results if r.up_to_date)
+    rate = f" ({pages / seconds:.1f} pages/s)" if pages and seconds > 0 else ""
+    out.print(f"{converted} converted, {skipped} up to date, {failed} failed; {pages} pages in {seconds:.1f} s{rate}")
+
+
 def _workers_ingest(service, kb: str, files: list[Path]):
     """With DOCGROUND_BROKER_URL the workers do the work: every file is submitted first (so the workers
     take them in parallel), then followed in the registry with the same progress bar. This process owns
@@ -219,6 +315,36 @@ def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbO
         pages = sorted({s.page for s in ch.spans})
         snippet = " ".join(ch.text.split())[:160]
         out.print(f"  {ch.score:.3f} {ch.filename} p.{','.join(map(str, pages))}: {snippet}")
+
+
+@app.command()
+def export(document: Annotated[str, typer.Argument(help="the document's id")],
+           export_format: Annotated[str, typer.Option("--format", help="md | json")] = "md",
+           home: HomeOption = None) -> None:
+    """Print an ingested document's reading-order markdown or its layout JSON (as GET
+    /v1/documents/{id}/content answers); figures link to their crops on disk."""
+    from docground.ingest.renderers import document_layout, document_markdown
+
+    if export_format not in ("md", "json"):
+        err.print(f"[red]error:[/red] --format must be md or json, not {export_format!r}")
+        raise typer.Exit(2)
+    service = _service(home)
+    try:
+        layouts = service.document_layouts(document)
+
+        def link(block) -> str | None:
+            path = service.figure_file(document, block.id)
+            return str(path.resolve()) if path else None
+
+        if export_format == "json":
+            print(document_layout(document, layouts, link).model_dump_json(indent=1))
+        else:
+            print(document_markdown(layouts, page_markers=True, figure_link=link), end="")
+    except DocgroundError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        service.close()
 
 
 @app.command()

@@ -26,8 +26,12 @@ from pydantic import TypeAdapter
 
 from .models import (
     AnswerMode,
+    ContentFormat,
     DocumentAccepted,
+    DocumentChunk,
+    DocumentChunks,
     DocumentDeleted,
+    DocumentLayout,
     DocumentList,
     DocumentPages,
     DocumentStatus,
@@ -145,6 +149,19 @@ class _Calls:
         return _Call("DELETE", f"/v1/documents/{document_id}", _model(DocumentDeleted))
 
     @staticmethod
+    def document_content(document_id: str, content_format: ContentFormat) -> _Call[str | DocumentLayout]:
+        parse = (lambda r: r.text) if content_format == "markdown" else _model(DocumentLayout)
+        return _Call("GET", f"/v1/documents/{document_id}/content", parse, {"params": {"format": content_format}})
+
+    @staticmethod
+    def document_chunks(document_id: str) -> _Call[list[DocumentChunk]]:
+        return _Call("GET", f"/v1/documents/{document_id}/chunks", lambda r: DocumentChunks(**r.json()).chunks)
+
+    @staticmethod
+    def figure(document_id: str, block_id: str) -> _Call[bytes]:
+        return _Call("GET", f"/v1/documents/{document_id}/figures/{block_id}", lambda r: r.content)
+
+    @staticmethod
     def query(kb: str, question: str, top_k: int, mode: AnswerMode, stream: bool = False) -> _Call[QueryResponse]:
         body = {"query": question, "top_k": top_k, "mode": mode, "stream": stream}
         return _Call("POST", f"/v1/knowledge-bases/{kb}/query", _model(QueryResponse), {"json": body})
@@ -225,6 +242,22 @@ class DocgroundClient:
 
     def delete_document(self, document_id: str) -> DocumentDeleted:
         return self._run(_Calls.delete_document(document_id))
+
+    def document_markdown(self, document_id: str) -> str:
+        """A ready document's reading-order markdown: page markers, tables, LaTeX formulas, figure links."""
+        return self._run(_Calls.document_content(document_id, "markdown"))
+
+    def document_layout(self, document_id: str) -> DocumentLayout:
+        """A ready document's pages and blocks, boxes in 0..1 and in points, each page's engine and why."""
+        return self._run(_Calls.document_content(document_id, "json"))
+
+    def document_chunks(self, document_id: str) -> list[DocumentChunk]:
+        """A ready document's chunks as indexed: text and the page regions it came from."""
+        return self._run(_Calls.document_chunks(document_id))
+
+    def figure(self, document_id: str, block_id: str) -> bytes:
+        """A figure's crop as a PNG (the layout's `figure` field links it)."""
+        return self._run(_Calls.figure(document_id, block_id))
 
     def wait(self, document_id: str, timeout: float = 600.0, poll: float = 0.5) -> DocumentStatus:
         """The document's status once it is ready or failed (TimeoutError after `timeout` seconds)."""
@@ -310,6 +343,18 @@ class AsyncDocgroundClient:
 
     async def delete_document(self, document_id: str) -> DocumentDeleted:
         return await self._run(_Calls.delete_document(document_id))
+
+    async def document_markdown(self, document_id: str) -> str:
+        return await self._run(_Calls.document_content(document_id, "markdown"))
+
+    async def document_layout(self, document_id: str) -> DocumentLayout:
+        return await self._run(_Calls.document_content(document_id, "json"))
+
+    async def document_chunks(self, document_id: str) -> list[DocumentChunk]:
+        return await self._run(_Calls.document_chunks(document_id))
+
+    async def figure(self, document_id: str, block_id: str) -> bytes:
+        return await self._run(_Calls.figure(document_id, block_id))
 
     async def wait(self, document_id: str, timeout: float = 600.0, poll: float = 0.5) -> DocumentStatus:
         deadline = time.monotonic() + timeout

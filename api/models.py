@@ -6,6 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# The layout JSON's model lives with its renderer (one for the API, `convert` and `export`).
+from docground.ingest.renderers import DocumentLayout as DocumentLayout
+
 Box = tuple[float, float, float, float]
 AnswerMode = Literal["auto", "extractive", "generate"]
 
@@ -123,6 +126,23 @@ class PageInfo(BaseModel):
 class DocumentPages(BaseModel):
     document_id: str
     pages: list[PageInfo]
+
+
+class DocumentChunk(BaseModel):
+    chunk_id: str
+    index: int = Field(description="the chunk's place in the document, from 0")
+    text: str
+    headings: list[str] = Field(description="the section path above the chunk")
+    pages: list[int]
+    spans: list[SpanOut] = Field(description="where each run of the text is on its page")
+
+
+class DocumentChunks(BaseModel):
+    document_id: str
+    chunks: list[DocumentChunk]
+
+
+ContentFormat = Literal["markdown", "json"]
 
 
 class DocumentDeleted(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from .errors import DocgroundError, NotFound
 from .ingest.chunking import ChunkerConfig
 from .ingest.engines.factory import build_router
 from .ingest.pipeline import Pipeline, ProgressCallback, document_id, file_sha256
-from .ingest.processors.figures import save_figure_crops
+from .ingest.processors.figures import figure_path, save_figure_crops
+from .ingest.processors.furniture import mark_furniture
 from .ingest.providers import PageLimits
 from .ingest.providers.names import safe_filename
 from .ingest.routing import Router
@@ -42,6 +44,11 @@ class StoreBusy(DocgroundError):
 class PipelineMismatch(DocgroundError):
     code = "pipeline_mismatch"
     http_status = 500
+
+
+class DocumentNotReady(DocgroundError):
+    code = "document_not_ready"
+    http_status = 409
 
 
 class Docground:
@@ -303,6 +310,47 @@ class Docground:
         tmp = path.with_suffix(".part")
         tmp.write_text(json.dumps([lay.model_dump(mode="json") for lay in layouts]))
         tmp.replace(path)
+
+    # ---- export: an ingested document's layouts and chunks (rendered by ingest/renderers.py)
+    def ready_document(self, doc_id: str) -> Document:
+        doc = self.registry.document(doc_id)
+        if doc is None:
+            raise NotFound(f"document {doc_id!r} does not exist")
+        if doc.status != "ready":
+            raise DocumentNotReady(f"document {doc_id!r} is {doc.status}: its content exists once it is ready")
+        return doc
+
+    def document_layouts(self, doc_id: str) -> list[PageLayout]:
+        """The layouts the document's chunks were made from, furniture marked as chunking marks it."""
+        layouts = self._stored_layouts(self.ready_document(doc_id))
+        mark_furniture(layouts)
+        return layouts
+
+    def document_chunks(self, doc_id: str) -> list[Chunk]:
+        """The document's chunks as the store holds them: chunking is deterministic, so the stored
+        layouts chunked by the pipeline that indexed them give the same chunks, ids and spans."""
+        doc = self.ready_document(doc_id)
+        if doc.fingerprint != self.pipeline.fingerprint:
+            raise PipelineMismatch(f"document {doc_id!r} was indexed by another pipeline configuration (engines, "
+                                   "chunker, embedder): re-ingest it with this one to read its chunks")
+        chunks = self.pipeline.chunk(self._stored_layouts(doc), doc.id)
+        if len(chunks) != self.store(doc.kb).count(doc.id):
+            raise PipelineMismatch(f"document {doc_id!r}: the store holds other chunks than its layouts give; "
+                                   "re-ingest it")
+        return chunks
+
+    def figure_file(self, doc_id: str, block_id: str) -> Path | None:
+        """The crop of one of the document's figures, where there is one."""
+        if not re.fullmatch(rf"{re.escape(doc_id)}-p\d+-b\d+", block_id):
+            return None
+        path = figure_path(self.blob_dir(doc_id), block_id)
+        return path if path.is_file() else None
+
+    def _stored_layouts(self, doc: Document) -> list[PageLayout]:
+        path = self.blob_dir(doc.id) / "layouts.json"
+        if not path.is_file():
+            raise DocumentNotReady(f"document {doc.id!r} has no stored layouts; re-ingest it")
+        return [PageLayout.model_validate(raw) for raw in json.loads(path.read_text())]
 
     # ---- retrieval
     @property

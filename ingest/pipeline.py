@@ -27,16 +27,21 @@ def document_id(kb: str, sha256: str) -> str:
     return hashlib.sha256(f"{kb}\x00{sha256}".encode()).hexdigest()[:32]
 
 
-class Pipeline:
-    def __init__(self, router: Router, count_tokens: TokenCounter, chunker: ChunkerConfig, embedder_name: str,
-                 limits: PageLimits | None = None, batch_size: int = 0):
+def require_readable(layouts: list[PageLayout]) -> None:
+    """A document none of whose pages could be read (every page refused) is an error, not an empty result."""
+    if layouts and all(is_skipped(lay.reason) for lay in layouts):
+        first = min(layouts, key=lambda lay: lay.page)
+        raise NoReadablePages(f"no page could be read; page {first.page}: {first.reason}")
+
+
+class PageParser:
+    """bytes → pages → layouts through the router: what ingestion and `docground convert` share."""
+
+    def __init__(self, router: Router, limits: PageLimits | None = None, batch_size: int = 0):
         self.router = router
         self.batch_size = batch_size or router.pages_at_once
-        self.chunker = Chunker(chunker, count_tokens)
         self.limits = limits or PageLimits()
-        engines = ",".join(f"{e.name}:{e.version}" for e in router.engines)
-        self.fingerprint = fingerprint(PARSER_VERSION, engines, chunker.max_tokens, chunker.overlap_tokens,
-                                       chunker.min_tokens, embedder_name)
+        self.engine_versions = ",".join(f"{e.name}:{e.version}" for e in router.engines)
 
     def open(self, data: bytes) -> Source:
         """The document's pages within the limits: a DocgroundError for a file they refuse whole; pages
@@ -54,9 +59,17 @@ class Pipeline:
                 progress(len(layouts), len(numbers))
         return layouts
 
+
+class Pipeline(PageParser):
+    def __init__(self, router: Router, count_tokens: TokenCounter, chunker: ChunkerConfig, embedder_name: str,
+                 limits: PageLimits | None = None, batch_size: int = 0):
+        super().__init__(router, limits, batch_size)
+        self.chunker = Chunker(chunker, count_tokens)
+        self.fingerprint = fingerprint(PARSER_VERSION, self.engine_versions, chunker.max_tokens, chunker.overlap_tokens,
+                                       chunker.min_tokens, embedder_name)
+
     def chunk(self, layouts: list[PageLayout], doc_id: str) -> list[Chunk]:
         layouts = sorted(layouts, key=lambda lay: lay.page)
-        if layouts and all(is_skipped(lay.reason) for lay in layouts):
-            raise NoReadablePages(f"no page could be read; page {layouts[0].page}: {layouts[0].reason}")
+        require_readable(layouts)
         mark_furniture(layouts)
         return self.chunker.chunk(layouts, doc_id, self.fingerprint)

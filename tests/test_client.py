@@ -112,7 +112,8 @@ def test_the_client_covers_every_v1_operation(server):
     served = {(method.upper(), path) for path, ops in schema["paths"].items() if path.startswith("/v1/") for method in ops}
     placeholders = {"kb": "{kb}", "document_id": "{document_id}", "page": "{page}", "name": "x", "question": "q",
                     "top_k": 5, "mode": "auto", "file": b"x", "filename": None, "idempotency_key": None,
-                    "dpi": 110, "boxes": None, "stream": False}
+                    "dpi": 110, "boxes": None, "stream": False, "content_format": "markdown",
+                    "block_id": "{block_id}"}
     called = set()
     for fn in vars(_Calls).values():
         if isinstance(fn, staticmethod):

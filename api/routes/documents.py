@@ -1,5 +1,6 @@
 """Documents: upload into a knowledge base (202, the work goes to a runner), status, progress as
-server-sent events, listing, deletion.
+server-sent events, listing, deletion, and a ready document's content: its reading-order markdown or
+layout JSON (rendered by ingest/renderers.py, as `docground convert` renders), figure crops and chunks.
 
 The runner (docground/workers/runner.py) starts and stops with the app: Celery workers when
 DOCGROUND_BROKER_URL is set, else threads of this process. Authentication and tenant scope come from
@@ -15,15 +16,30 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, File, Header, Request, UploadFile
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from docground.errors import InvalidRequest, NotFound
+from docground.ingest.geometry import to_points
+from docground.ingest.renderers import FigureLink, document_layout, document_markdown
+from docground.ingest.schema import Block, Chunk
 from docground.registry import Document, validate_kb_name
 from docground.workers.runner import make_runner
 
-from ..models import DocumentAccepted, DocumentDeleted, DocumentList, DocumentPages, DocumentStatus, PageInfo
+from ..models import (
+    ContentFormat,
+    DocumentAccepted,
+    DocumentChunk,
+    DocumentChunks,
+    DocumentDeleted,
+    DocumentLayout,
+    DocumentList,
+    DocumentPages,
+    DocumentStatus,
+    PageInfo,
+    SpanOut,
+)
 
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
@@ -85,6 +101,56 @@ def document_pages(document_id: str, request: Request) -> DocumentPages:
     doc = _document(request, document_id)
     pages = request.app.state.service.registry.pages(doc.id)
     return DocumentPages(document_id=doc.id, pages=[PageInfo.model_validate(p, from_attributes=True) for p in pages])
+
+
+@router.get("/v1/documents/{document_id}/content", response_model=DocumentLayout,
+            responses={200: {"content": {"text/markdown": {}},
+                             "description": "format=markdown: the reading-order markdown; format=json: the layout"}})
+def document_content(document_id: str, request: Request,
+                     content_format: ContentFormat = Query("markdown", alias="format")) -> Response:
+    """A ready document's content. markdown: reading order, page markers (`<!-- page N -->`), tables as
+    the engine wrote them, formulas as LaTeX, figures linked to their crops. json: pages → blocks with
+    kind, boxes (0..1 and points), line boxes, markdown, and each page's engine and why."""
+    service = request.app.state.service
+    layouts = service.document_layouts(document_id)
+    link = figure_links(document_id, service)
+    if content_format == "json":
+        return Response(document_layout(document_id, layouts, link).model_dump_json(), media_type="application/json")
+    return Response(document_markdown(layouts, page_markers=True, figure_link=link),
+                    media_type="text/markdown; charset=utf-8")
+
+
+def figure_links(document_id: str, service) -> FigureLink:
+    def link(block: Block) -> str | None:
+        if service.figure_file(document_id, block.id) is None:
+            return None
+        return f"/v1/documents/{document_id}/figures/{block.id}"
+
+    return link
+
+
+@router.get("/v1/documents/{document_id}/figures/{block_id}", response_class=FileResponse,
+            responses={200: {"content": {"image/png": {}}, "description": "the figure's crop"}})
+def figure(document_id: str, block_id: str, request: Request) -> FileResponse:
+    path = request.app.state.service.figure_file(_document(request, document_id).id, block_id)
+    if path is None:
+        raise NotFound(f"document {document_id!r} has no figure {block_id!r}")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/v1/documents/{document_id}/chunks", response_model=DocumentChunks)
+def document_chunks(document_id: str, request: Request) -> DocumentChunks:
+    """A ready document's chunks in order, as they are indexed: text and the spans it came from."""
+    chunks = request.app.state.service.document_chunks(document_id)
+    return DocumentChunks(document_id=document_id, chunks=[chunk_out(c) for c in chunks])
+
+
+def chunk_out(chunk: Chunk) -> DocumentChunk:
+    sizes = {p.page: (p.width_pt, p.height_pt) for p in chunk.page_sizes}
+    spans = [SpanOut(block_id=s.block_id, page=s.page, bbox=s.bbox, bbox_pt=to_points(s.bbox, *sizes[s.page]),
+                     char_start=s.char_start, char_end=s.char_end) for s in chunk.spans]
+    return DocumentChunk(chunk_id=chunk.id, index=chunk.index, text=chunk.text, headings=chunk.headings,
+                         pages=chunk.pages, spans=spans)
 
 
 @router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList)

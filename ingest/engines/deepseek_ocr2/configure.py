@@ -16,9 +16,18 @@ from docground.settings import Settings
 from .schema import Backend, OcrUnavailable
 
 
+def uses_endpoint(settings: Settings) -> bool:
+    return settings.ocr_backend == "endpoint" or (settings.ocr_backend == "auto" and bool(settings.ocr_endpoint))
+
+
+def model_in_process(settings: Settings) -> bool:
+    """Whether the vision model would load into this process (vLLM or transformers, not an endpoint)."""
+    return not uses_endpoint(settings) and backend_factory(settings) is not None
+
+
 def backend_factory(settings: Settings) -> Callable[[], Backend] | None:
     choice = settings.ocr_backend
-    if choice == "endpoint" or (choice == "auto" and settings.ocr_endpoint):
+    if uses_endpoint(settings):
         return _endpoint(settings)
     if choice == "vllm":
         if not _installed("vllm"):
