@@ -9,9 +9,9 @@ from docground.errors import NoReadablePages
 
 from .chunking import Chunker, ChunkerConfig, TokenCounter, fingerprint
 from .processors.furniture import mark_furniture
-from .providers import PageLimits, Source, is_skipped, open_source
+from .providers import PageLimits, Source, open_source
 from .routing import Router
-from .schema import Chunk, PageLayout
+from .schema import Chunk, PageLayout, PageOutcome
 
 PARSER_VERSION = "2"
 
@@ -29,7 +29,7 @@ def document_id(kb: str, sha256: str) -> str:
 
 def require_readable(layouts: list[PageLayout]) -> None:
     """A document none of whose pages could be read (every page refused) is an error, not an empty result."""
-    if layouts and all(is_skipped(lay.reason) for lay in layouts):
+    if layouts and all(lay.outcome is PageOutcome.SKIPPED for lay in layouts):
         first = min(layouts, key=lambda lay: lay.page)
         raise NoReadablePages(f"no page could be read; page {first.page}: {first.reason}")
 

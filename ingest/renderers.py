@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, Field
 
 from .geometry import to_points
-from .schema import FURNITURE, BBox, Block, BlockKind, PageLayout
+from .schema import FURNITURE, BBox, Block, BlockKind, PageLayout, PageOutcome
 
 # Raise it when the outputs change, so that resumable conversions render again.
 RENDERER_VERSION = "1"
@@ -100,6 +100,7 @@ class PageOut(BaseModel):
     height_pt: float
     engine: str = Field(description="the engine that read the page")
     engine_version: str
+    outcome: PageOutcome = Field(description="read, fallback (another engine read it), skipped or unread")
     reason: str = Field(description="why that engine: the routing decision and any retries")
     blocks: list[BlockOut]
 
@@ -122,7 +123,7 @@ def block_out(block: Block, size_pt: tuple[float, float], figure_link: FigureLin
 
 def page_out(layout: PageLayout, figure_link: FigureLink = no_figures) -> PageOut:
     return PageOut(page=layout.page, width_pt=layout.width_pt, height_pt=layout.height_pt, engine=layout.engine,
-                   engine_version=layout.engine_version, reason=layout.reason,
+                   engine_version=layout.engine_version, outcome=layout.outcome, reason=layout.reason,
                    blocks=[block_out(b, layout.size_pt, figure_link) for b in layout.blocks])
 
 

@@ -21,9 +21,9 @@ import pymupdf
 from .engines.base import PageEngine, parse_many
 from .engines.textlayer import TextLayerEngine
 from .geometry import area, normalize, union
-from .providers import SourcePage, skip_reason
+from .providers import SourcePage
 from .providers.pdf import PdfPage
-from .schema import PageLayout
+from .schema import PageLayout, PageOutcome
 
 MIN_TEXT_CHARS = 16
 # Share of non-space characters that may be unreadable before the text layer counts as garbled.
@@ -48,6 +48,8 @@ _UNREADABLE = re.compile("[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x00-\x08\x0e
 class Route:
     engine: PageEngine | None
     reason: str
+    outcome: PageOutcome = PageOutcome.READ  # for a route to no engine: skipped or unread
+    refusal: str | None = None
 
 
 def unreadable_share(text: str) -> float:
@@ -120,7 +122,8 @@ class Router:
 
     def route(self, page: SourcePage) -> Route:
         if page.refused is not None:  # kept from every engine (providers/guard.py)
-            return Route(None, skip_reason(page.refused))
+            refused = page.refused
+            return Route(None, f"skipped ({refused.code}): {refused.message}", PageOutcome.SKIPPED, refused.code)
         if not isinstance(page, PdfPage):
             reason = "image page"
         elif (problem := text_layer_problem(page.pdf_page)) is None:
@@ -132,7 +135,7 @@ class Router:
         if isinstance(page, PdfPage) and reason != "no text layer":
             # Some text beats none: without OCR, even a doubtful text layer is read.
             return Route(self.textlayer, f"{reason}; no OCR engine available, text layer used")
-        return Route(None, f"{reason}; no OCR engine available")
+        return Route(None, f"{reason}; no OCR engine available", PageOutcome.UNREAD)
 
     def parse(self, page: SourcePage, document_id: str) -> PageLayout:
         return self.parse_many([page], document_id)[0]
@@ -145,7 +148,7 @@ class Router:
             mine = [(p, r) for p, r in zip(pages, routes, strict=True) if r.engine is engine]
             if engine is None:
                 layouts = [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine="none",
-                                      engine_version="0") for p, _ in mine]
+                                      engine_version="0", outcome=r.outcome, refusal=r.refusal) for p, r in mine]
             else:
                 layouts = parse_many(engine, [p for p, _ in mine], document_id)
             for (p, r), layout in zip(mine, layouts, strict=True):

@@ -53,6 +53,15 @@ class Block(BaseModel):
     confidence: float | None = None
 
 
+class PageOutcome(StrEnum):
+    """What became of a page; `PageLayout.reason` says why, for people."""
+
+    READ = "read"  # the engine the page was routed to read it
+    FALLBACK = "fallback"  # that engine failed, another one read it
+    SKIPPED = "skipped"  # kept from every engine (the page check refused it: providers/guard.py)
+    UNREAD = "unread"  # no engine could read it (no OCR engine for a scan, or every engine failed)
+
+
 class PageLayout(BaseModel):
     page: int
     width_pt: float
@@ -60,6 +69,8 @@ class PageLayout(BaseModel):
     blocks: list[Block] = Field(default_factory=list)
     engine: str
     engine_version: str
+    outcome: PageOutcome = PageOutcome.READ
+    refusal: str | None = Field(None, description="the error code of a skipped page's refusal")
     reason: str = Field("", description="why this engine produced the page")
 
     @property

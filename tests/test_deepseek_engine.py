@@ -17,7 +17,7 @@ from docground.ingest.engines.factory import build_vision_ocr
 from docground.ingest.providers.image import ImagePage
 from docground.ingest.providers.pdf import PdfSource
 from docground.ingest.routing import Router
-from docground.ingest.schema import BlockKind, PageLayout
+from docground.ingest.schema import BlockKind, PageLayout, PageOutcome
 from docground.settings import Settings
 
 GOOD = "<|ref|>title<|/ref|><|det|>[[100, 50, 900, 100]]<|/det|>\n# Scanned Report\n" \
@@ -166,6 +166,7 @@ def test_a_backend_that_cannot_load_is_tried_once():
     for _ in range(2):
         (layout,) = engine.parse_many([image_page()], "doc")
         assert layout.reason == "fell back to cpu-standin: DeepSeek-OCR-2 unavailable (RuntimeError: no GPU here)"
+        assert layout.outcome is PageOutcome.FALLBACK
     assert attempts == [1]
 
 

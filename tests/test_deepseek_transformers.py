@@ -19,6 +19,7 @@ from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine, OcrUnavai
 from docground.ingest.engines.deepseek_ocr2.backend_transformers import NGramBan, TransformersBackend
 from docground.ingest.engines.deepseek_ocr2.prompt import GROUNDING, Sampling, ladder, model_prompt
 from docground.ingest.providers.image import ImagePage
+from docground.ingest.schema import PageOutcome
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 SPECIAL = [BOS, EOS, PAD, "<image>", "<|grounding|>", "<|ref|>", "<|/ref|>", "<|det|>", "<|/det|>", "<td>", "</td>"]
@@ -104,6 +105,7 @@ def test_engine_on_the_transformers_backend_records_why_the_page_failed(backend)
         [ImagePage(1, page_image(0), 72.0)], "doc")
     assert layout.engine == "deepseek-ocr2" and layout.blocks == []
     assert layout.reason.startswith("DeepSeek-OCR-2 failed: ") and "no text layer and no fallback engine" in layout.reason
+    assert layout.outcome is PageOutcome.UNREAD
 
 
 def test_a_missing_model_directory_is_a_clear_error(tmp_path):

@@ -26,6 +26,7 @@ from docground.errors import ImageTooLarge, TooManyPages
 from docground.ingest.pipeline import document_id, file_sha256
 from docground.ingest.providers import PageLimits, guard, open_source
 from docground.ingest.providers.names import BIDI_CONTROLS
+from docground.ingest.schema import PageOutcome
 from docground.registry import Document
 from docground.service import Docground
 from docground.settings import Settings
@@ -83,6 +84,8 @@ def _skipped_second_page(service: Docground, doc: Document) -> None:
     first, second = service.registry.pages(doc.id)
     assert VISIBLE_TEXT in _text(service, doc) and doc.pages_total == 2
     assert second.reason.startswith("skipped (page_timeout)") and "DOCGROUND_PAGE_TIME_LIMIT_S" in second.reason
+    skipped = service.document_layouts(doc.id)[1]
+    assert (skipped.outcome, skipped.refusal) == (PageOutcome.SKIPPED, "page_timeout")
     assert first.reason == "text layer"
 
 

@@ -7,9 +7,6 @@ from PIL import Image
 
 from docground.errors import DocgroundError
 
-# A refused page's layout reason starts with this: the page was kept from the engines, not read.
-SKIPPED = "skipped"
-
 
 class SourcePage(Protocol):
     """One page as a viewer displays it (rotation applied), sized in PDF points."""
@@ -34,12 +31,3 @@ class Source(Protocol):
     def page(self, number: int) -> SourcePage: ...
 
     def close(self) -> None: ...
-
-
-def skip_reason(refused: DocgroundError) -> str:
-    """The layout reason of a refused page; it keeps the error's code for the document's verdict."""
-    return f"{SKIPPED} ({refused.code}): {refused.message}"
-
-
-def is_skipped(reason: str) -> bool:
-    return reason.startswith(f"{SKIPPED} (")

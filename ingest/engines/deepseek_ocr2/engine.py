@@ -17,7 +17,7 @@ from PIL import Image
 
 from ...providers import SourcePage
 from ...providers.pdf import PdfPage
-from ...schema import PageLayout
+from ...schema import PageLayout, PageOutcome
 from ..base import PageEngine, parse_many
 from ..textlayer import TextLayerEngine
 from .output import parse_grounded, parse_plain, to_blocks
@@ -35,6 +35,7 @@ class _PageTrail:
     """What happened to one page so far: each failed rung and its problems."""
 
     failures: list[tuple[Attempt, list[str]]] = field(default_factory=list)
+    unavailable: bool = False  # the backend never loaded: nothing was tried
 
     def summary(self) -> str:
         seen: list[str] = []
@@ -45,7 +46,7 @@ class _PageTrail:
     def verdict(self) -> str:
         """Why DeepSeek-OCR-2 gave no usable page, as a phrase: "DeepSeek-OCR-2 failed: no EOS ..."."""
         summary = self.summary() or "no output"
-        return f"DeepSeek-OCR-2 {summary}" if summary.startswith("unavailable") else f"DeepSeek-OCR-2 failed: {summary}"
+        return f"DeepSeek-OCR-2 {summary}" if self.unavailable else f"DeepSeek-OCR-2 failed: {summary}"
 
 
 class DeepseekOcr2Engine:
@@ -93,6 +94,7 @@ class DeepseekOcr2Engine:
             backend = self.backend
         except OcrUnavailable:
             for trail in trails:
+                trail.unavailable = True
                 trail.failures.append((self.attempts[0], [f"unavailable ({self._load_error})"]))
             pending = []
         for attempt in self.attempts:
@@ -154,10 +156,11 @@ class DeepseekOcr2Engine:
             why = trails[i].verdict()
             if i in out:
                 out[i].reason = f"fell back to {out[i].engine}: {why}"
+                out[i].outcome = PageOutcome.FALLBACK
             else:
                 p = pages[i]
                 out[i] = PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine=self.name,
-                                    engine_version=self.version,
+                                    engine_version=self.version, outcome=PageOutcome.UNREAD,
                                     reason=f"{why}; no text layer and no fallback engine")
             log.warning("page %d: %s", pages[i].number, out[i].reason)
         return out
