@@ -67,3 +67,18 @@ class PageUnreadable(DocgroundError):
 class NoReadablePages(DocgroundError):
     code = "no_readable_pages"
     http_status = 422
+
+
+class StoreBusy(DocgroundError):
+    code = "store_busy"
+    http_status = 409
+
+
+class PipelineMismatch(DocgroundError):
+    code = "pipeline_mismatch"
+    http_status = 500
+
+
+class DocumentNotReady(DocgroundError):
+    code = "document_not_ready"
+    http_status = 409

@@ -16,7 +16,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import (
-    JSON,
     DateTime,
     ForeignKey,
     Integer,
@@ -91,9 +90,7 @@ class Page(Base):
     engine_version: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     blocks: Mapped[int] = mapped_column(Integer, default=0)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
-    meta: Mapped[dict | None] = mapped_column(JSON)
     # The pipeline fingerprint the page was parsed for, and the page's layout (PageLayout JSON): a job
     # resumes from the pages already parsed for its fingerprint.
     fingerprint: Mapped[str | None] = mapped_column(String(32))
@@ -158,6 +155,7 @@ class Registry:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         Base.metadata.create_all(self.engine)
         _add_missing_columns(self.engine)
+        _drop_retired_columns(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:
@@ -187,13 +185,6 @@ class Registry:
     def pages(self, document_id: str) -> list[Page]:
         with self.session() as s:
             return list(s.scalars(select(Page).where(Page.document_id == document_id).order_by(Page.page)))
-
-    def update_document(self, document_id: str, **fields) -> Document:
-        with self.session() as s, s.begin():
-            doc = s.get(Document, document_id)
-            for k, v in fields.items():
-                setattr(doc, k, v)
-            return doc
 
     def upsert_document(self, doc: Document) -> Document:
         with self.session() as s, s.begin():
@@ -369,6 +360,21 @@ def _add_missing_columns(engine) -> None:
                 if column.name not in present:
                     kind = column.type.compile(dialect=engine.dialect)
                     conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+# Columns older registries have and nothing writes any more: pages.attempts (NOT NULL, so new rows would
+# fail to insert) and pages.meta were never used; they are dropped when such a registry is opened.
+RETIRED_COLUMNS = {"pages": ("attempts", "meta")}
+
+
+def _drop_retired_columns(engine) -> None:
+    inspector = inspect(engine)
+    with engine.begin() as conn:
+        for table, columns in RETIRED_COLUMNS.items():
+            present = {c["name"] for c in inspector.get_columns(table)}
+            for column in columns:
+                if column in present:
+                    conn.execute(text(f'ALTER TABLE {table} DROP COLUMN "{column}"'))
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

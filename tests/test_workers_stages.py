@@ -12,11 +12,11 @@ import pymupdf
 import pytest
 from sqlalchemy import create_engine, text
 
-from docground.errors import NotFound
+from docground.errors import NotFound, PipelineMismatch
 from docground.ingest.routing import Router
 from docground.ingest.schema import PageLayout
 from docground.registry import ACTIVE_STAGES, Document, IdempotencyConflict, Page, Registry
-from docground.service import Docground, PipelineMismatch
+from docground.service import Docground
 from docground.settings import Settings
 from docground.workers.celery_app import CPU_QUEUE, GPU_QUEUE, UnsafeTimeouts, make_celery
 from docground.workers.tasks import page_batches

@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from docground.errors import StoreBusy
 from docground.registry import ACTIVE_STAGES, Document, stale_before
-from docground.service import Docground, StoreBusy
+from docground.service import Docground
 
 from .celery_app import CPU_QUEUE, make_celery
 from .tasks import DOCUMENT_TASK

@@ -1,0 +1,30 @@
+"""A registry made by an older docground opens and works: retired columns are dropped, new ones added."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import inspect
+
+from docground.registry import Document, Page, Registry
+
+
+def _old_registry(path) -> None:
+    """The pages table as earlier releases made it: attempts NOT NULL without a server default, meta JSON."""
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE pages (document_id VARCHAR NOT NULL, page INTEGER NOT NULL, status VARCHAR(16) "
+                   "NOT NULL, engine VARCHAR(32), engine_version VARCHAR(32), reason TEXT, blocks INTEGER NOT NULL, "
+                   "attempts INTEGER NOT NULL, error TEXT, meta JSON, PRIMARY KEY (document_id, page))")
+
+
+def test_an_old_registry_loses_its_retired_columns_and_takes_new_pages(tmp_path):
+    path = tmp_path / "registry.sqlite3"
+    _old_registry(path)
+    registry = Registry(f"sqlite:///{path}")
+    columns = {c["name"] for c in inspect(registry.engine).get_columns("pages")}
+    assert "attempts" not in columns and "meta" not in columns and {"fingerprint", "layout"} <= columns
+    registry.ensure_kb("kb")
+    doc = Document(id="d" * 32, kb="kb", filename="a.pdf", sha256="0" * 64, kind="pdf", size_bytes=1, pages_total=1)
+    registry.register(doc, "fp")
+    assert registry.complete_pages(doc.id, "fp", [Page(page=1, engine="textlayer", engine_version="1", reason="r",
+                                                      blocks=2, error=None, layout="{}")]) == 1
