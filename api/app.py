@@ -11,10 +11,11 @@ from docground import __version__
 from docground.service import Docground
 from docground.settings import Settings, get_settings
 
-from .auth import BodySizeLimit, Keys, RateLimiter, guard
+from . import mcp_server
+from .auth import BodySizeLimit, Keys, RateLimiter, declare_guard, guard
 from .errors import install_error_handlers
 from .metrics import install_metrics
-from .routes import documents, health, kbs, query, viewer
+from .routes import documents, health, kbs, openai_compat, query, viewer
 
 
 def create_app(settings: Settings | None = None, service: Docground | None = None) -> FastAPI:
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     install_error_handlers(app)
+    declare_guard(app)  # the schema's security and guard errors, for every route registered below too
     install_metrics(app)
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20))
     app.include_router(health.router)
@@ -45,4 +47,6 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
     app.include_router(documents.router)  # its lifespan starts the ingestion runner
     app.include_router(kbs.router)
     app.include_router(viewer.router)
+    app.include_router(openai_compat.router)
+    app.include_router(mcp_server.http_router(settings))  # /mcp; its lifespan runs the MCP sessions
     return app

@@ -24,13 +24,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fastapi import Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, Request
 from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from docground.errors import DocgroundError, NotFound
 from docground.registry import KnowledgeBase, Registry, validate_kb_name
+
+from .errors import declare_errors
 
 KEY_PREFIX = "dgk_"
 KEY_CACHE_S = 30.0  # how long a key's knowledge base is remembered (another process may rotate it)
@@ -200,13 +201,13 @@ def for_any_tenant(endpoint: Callable) -> Callable:
     return endpoint
 
 
-# Declares the scheme in the OpenAPI schema; the header itself is read by `caller`.
-bearer_scheme = HTTPBearer(auto_error=False, description="the admin key or a knowledge base's API key")
+def guarded(path: str) -> bool:
+    return path.startswith("/v1/")
 
 
-def guard(request: Request, _: HTTPAuthorizationCredentials | None = Security(bearer_scheme)) -> None:
+def guard(request: Request) -> None:
     """The app-wide dependency: authentication, rate limit and tenant scope of every /v1 route."""
-    if not request.url.path.startswith("/v1/"):
+    if not guarded(request.url.path):
         return
     who = caller(request)
     request.app.state.rate_limiter.check(who.key_id)
@@ -232,6 +233,32 @@ def guard(request: Request, _: HTTPAuthorizationCredentials | None = Security(be
     route = request.scope.get("route")
     if not scoped and not getattr(getattr(route, "endpoint", None), TENANT_ROUTES_ATTR, False):
         raise Forbidden("this route needs the admin key")
+
+
+BEARER = "HTTPBearer"
+BEARER_SCHEME = {"type": "http", "scheme": "bearer",
+                 "description": "the admin key or a knowledge base's API key (when DOCGROUND_ADMIN_KEY is set)"}
+GUARD_STATUSES = (401, 403, 429)
+
+
+def declare_guard(app: FastAPI) -> None:
+    """The OpenAPI schema says what `guard` does, for every route whoever added it: /v1 operations need
+    the bearer key and may answer 401/403/429; the others (/healthz, /metrics) are open. Applied to the
+    built schema, so routes registered after this call are covered too."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER] = BEARER_SCHEME
+        for path, operations in schema.get("paths", {}).items():
+            keyed = guarded(path)
+            for operation in operations.values():
+                operation["security"] = [{BEARER: []}] if keyed else []
+                if keyed:
+                    declare_errors(schema, operation, GUARD_STATUSES)
+        return schema
+
+    app.openapi = openapi
 
 
 def require_admin(request: Request) -> None:

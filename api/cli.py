@@ -382,6 +382,16 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
 
 
 @app.command()
+def mcp(home: HomeOption = None,
+        kb: Annotated[str | None, typer.Option("--kb", help="reach only this knowledge base")] = None) -> None:
+    """Serve the MCP tools over stdio, for MCP clients that start the server (docground serve has them at /mcp)."""
+    settings = _settings(home)
+    from docground.api.mcp_server import run_stdio
+
+    run_stdio(settings, kb)
+
+
+@app.command()
 def openapi() -> None:
     """Print the HTTP API's OpenAPI schema (for client generators), without starting a server."""
     settings = _settings(None)  # before importing the app, whose modules read them too

@@ -102,6 +102,8 @@ def install_metrics(app: FastAPI) -> None:
     app.state.metrics = Metrics(lambda: service().registry if service() is not None else None)
     app.add_middleware(MetricsMiddleware)
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", operation_id="metrics", tags=["health"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition (open, like /healthz)"}})
     def metrics_endpoint(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from fastapi import Path, Query, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 
 # The layout JSON's model lives with its renderer (one for the API, `convert` and `export`).
 from docground.ingest.renderers import DocumentLayout as DocumentLayout
+from docground.registry import KB_NAME
 
 Box = tuple[float, float, float, float]
 AnswerMode = Literal["auto", "extractive", "generate"]
 
+KB_NAME_RULE = "1-64 characters: letters, digits, '_', '-', '.', starting with a letter or digit"
+KbName = Annotated[str, Path(min_length=1, max_length=64, pattern=KB_NAME.pattern,
+                             description="the knowledge base's name: " + KB_NAME_RULE)]
+# What a page image may draw: x0,y0,x1,y1 corners in 0..1 (any two opposite corners), boxes joined by ';'.
+_UNIT = r"(?:0(?:\.[0-9]{1,8})?|1(?:\.0{1,8})?)"
+_BOX = rf"{_UNIT},{_UNIT},{_UNIT},{_UNIT}"
+BOXES_PATTERN = rf"^{_BOX}(?:;{_BOX}){{0,63}}$"
+Boxes = Annotated[str | None, Query(pattern=BOXES_PATTERN, max_length=4096,
+                                    description="boxes to draw: x0,y0,x1,y1;... (0..1, top-left origin)")]
+# Content sniffing decides (ingest/providers/open.py); the declared part type is informative.
+UPLOAD_MEDIA_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/tiff", "image/webp")
+MAX_QUERY_CHARS = 4000
+MAX_TOP_K = 50
 
-class QueryRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=4000)
-    top_k: int = Field(5, ge=1, le=50)
+
+class RequestModel(BaseModel):
+    """Every request body refuses fields it does not know (422 invalid_request): a misspelt option is an
+    error, never silently ignored. One rule for the whole API."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class QueryRequest(RequestModel):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K)
     mode: AnswerMode = Field("auto", description="auto: generate when an LLM endpoint is configured, else extractive")
     stream: bool = Field(False, description="answer as server-sent events: delta events, then one done event")
 
@@ -70,12 +93,21 @@ class IngestResult(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str
-    message: str
+    """Every error the API answers: a stable machine-readable code (README: "Error codes") and a message
+    for people."""
+
+    code: str = Field(description="stable, machine-readable: not_found, invalid_request, ...")
+    message: str = Field(description="for people; wording may change")
 
 
-class KnowledgeBaseCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=64)
+class KnowledgeBaseCreate(RequestModel):
+    name: str = Field(min_length=1, max_length=64, pattern=KB_NAME.pattern, description=KB_NAME_RULE)
+
+
+class DocumentUpload(RequestModel):
+    file: UploadFile = Field(description="a PDF or a page image (PNG, JPEG, TIFF, WebP), not empty; the type is "
+                                         "read from the content, not the name",
+                             json_schema_extra={"format": "binary", "minLength": 1})
 
 
 class KnowledgeBaseKey(BaseModel):

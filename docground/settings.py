@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # serving
     host: str = "127.0.0.1"
     port: int = 8000
+    public_url: str | None = Field(None, description="base URL that viewer links in MCP and chat answers start "
+                                   "with (e.g. https://docs.example.org); unset = the request's, or http://host:port")
 
     # tenancy and limits: with an admin key set, every /v1 request needs a key (the admin's or a KB's)
     admin_key: str | None = Field(None, description="admin API key; unset = local use, auth off, loopback only")

@@ -16,18 +16,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Header, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from docground.errors import InvalidRequest, NotFound
+from docground.errors import NotFound
 from docground.ingest.geometry import to_points
 from docground.ingest.renderers import FigureLink, document_layout, document_markdown
 from docground.ingest.schema import Block, Chunk
-from docground.registry import Document, validate_kb_name
+from docground.registry import Document
 from docground.workers.runner import make_runner
 
+from ..errors import errors
 from ..models import (
+    UPLOAD_MEDIA_TYPES,
     ContentFormat,
     DocumentAccepted,
     DocumentChunk,
@@ -37,6 +39,8 @@ from ..models import (
     DocumentList,
     DocumentPages,
     DocumentStatus,
+    DocumentUpload,
+    KbName,
     PageInfo,
     SpanOut,
 )
@@ -44,6 +48,12 @@ from ..models import (
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
 MAX_IDEMPOTENCY_KEY = 255
+SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# Links let generated clients (and schemathesis' stateful runs) follow an accepted document.
+DOCUMENT_LINKS = {"links": {
+    op: {"operationId": op, "parameters": {"document_id": "$response.body#/document_id"}}
+    for op in ("get_document", "document_pages", "document_content", "document_chunks", "document_events",
+               "delete_document")}}
 
 
 @asynccontextmanager
@@ -74,14 +84,18 @@ def _document(request: Request, document_id: str) -> Document:
     return doc
 
 
-@router.post("/v1/knowledge-bases/{kb}/documents", response_model=DocumentAccepted, status_code=202)
-async def upload(kb: str, request: Request, file: Annotated[UploadFile, File()],
-                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> DocumentAccepted:
+@router.post("/v1/knowledge-bases/{kb}/documents", response_model=DocumentAccepted, status_code=202,
+             operation_id="upload_document",
+             responses={202: DOCUMENT_LINKS, **errors(400, 404, 409, 413, 415, 422)},
+             openapi_extra={"requestBody": {"content": {"multipart/form-data": {
+                 "encoding": {"file": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)}}}}}})
+async def upload(kb: KbName, request: Request, form: Annotated[DocumentUpload, File()],
+                 idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                               max_length=MAX_IDEMPOTENCY_KEY)] = None
+                 ) -> DocumentAccepted:
     """Accept a file for ingestion. The same file again (or the same Idempotency-Key) answers with the
     same document and starts no new work; the same key with another file is a 409."""
-    validate_kb_name(kb)
-    if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-        raise InvalidRequest(f"the Idempotency-Key header must be 1-{MAX_IDEMPOTENCY_KEY} characters")
+    file = form.file
     data = await file.read()
     service = request.app.state.service
     registration = await run_in_threadpool(service.register, kb, file.filename or "upload", data, idempotency_key)
@@ -90,12 +104,14 @@ async def upload(kb: str, request: Request, file: Annotated[UploadFile, File()],
     return DocumentAccepted(document_id=registration.document.id, status=registration.document.status)
 
 
-@router.get("/v1/documents/{document_id}", response_model=DocumentStatus)
+@router.get("/v1/documents/{document_id}", response_model=DocumentStatus, operation_id="get_document",
+            responses=errors(404))
 def get_document(document_id: str, request: Request) -> DocumentStatus:
     return status_of(_document(request, document_id))
 
 
-@router.get("/v1/documents/{document_id}/pages", response_model=DocumentPages)
+@router.get("/v1/documents/{document_id}/pages", response_model=DocumentPages, operation_id="document_pages",
+            responses=errors(404))
 def document_pages(document_id: str, request: Request) -> DocumentPages:
     """Each page's state, and which engine produced it and why (text layer, OCR, vision model, fallbacks)."""
     doc = _document(request, document_id)
@@ -103,9 +119,10 @@ def document_pages(document_id: str, request: Request) -> DocumentPages:
     return DocumentPages(document_id=doc.id, pages=[PageInfo.model_validate(p, from_attributes=True) for p in pages])
 
 
-@router.get("/v1/documents/{document_id}/content", response_model=DocumentLayout,
-            responses={200: {"content": {"text/markdown": {}},
-                             "description": "format=markdown: the reading-order markdown; format=json: the layout"}})
+@router.get("/v1/documents/{document_id}/content", response_model=DocumentLayout, operation_id="document_content",
+            responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}},
+                             "description": "format=markdown: the reading-order markdown; format=json: the layout"},
+                       **errors(404, 409, 422, 500)})
 def document_content(document_id: str, request: Request,
                      content_format: ContentFormat = Query("markdown", alias="format")) -> Response:
     """A ready document's content. markdown: reading order, page markers (`<!-- page N -->`), tables as
@@ -129,8 +146,9 @@ def figure_links(document_id: str, service) -> FigureLink:
     return link
 
 
-@router.get("/v1/documents/{document_id}/figures/{block_id}", response_class=FileResponse,
-            responses={200: {"content": {"image/png": {}}, "description": "the figure's crop"}})
+@router.get("/v1/documents/{document_id}/figures/{block_id}", response_class=FileResponse, operation_id="figure",
+            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the figure's crop"}, **errors(404)})
 def figure(document_id: str, block_id: str, request: Request) -> FileResponse:
     path = request.app.state.service.figure_file(_document(request, document_id).id, block_id)
     if path is None:
@@ -138,7 +156,8 @@ def figure(document_id: str, block_id: str, request: Request) -> FileResponse:
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
-@router.get("/v1/documents/{document_id}/chunks", response_model=DocumentChunks)
+@router.get("/v1/documents/{document_id}/chunks", response_model=DocumentChunks, operation_id="document_chunks",
+            responses=errors(404, 409))
 def document_chunks(document_id: str, request: Request) -> DocumentChunks:
     """A ready document's chunks in order, as they are indexed: text and the spans it came from."""
     chunks = request.app.state.service.document_chunks(document_id)
@@ -153,21 +172,25 @@ def chunk_out(chunk: Chunk) -> DocumentChunk:
                          pages=chunk.pages, spans=spans)
 
 
-@router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList)
-def list_documents(kb: str, request: Request) -> DocumentList:
+@router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList, operation_id="list_documents",
+            responses=errors(404, 422))
+def list_documents(kb: KbName, request: Request) -> DocumentList:
     registry = request.app.state.service.registry
-    if registry.get_kb(validate_kb_name(kb)) is None:
+    if registry.get_kb(kb) is None:
         raise NotFound(f"knowledge base {kb!r} does not exist")
     return DocumentList(documents=[status_of(d) for d in registry.documents(kb)])
 
 
-@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted)
+@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted, operation_id="delete_document",
+               responses=errors(404, 409))
 def delete_document(document_id: str, request: Request) -> DocumentDeleted:
     request.app.state.service.delete_document(document_id)
     return DocumentDeleted(document_id=document_id)
 
 
-@router.get("/v1/documents/{document_id}/events")
+@router.get("/v1/documents/{document_id}/events", response_class=StreamingResponse, operation_id="document_events",
+            responses={200: {"content": SSE, "description": "`progress` events, then one `done` (the final "
+                             "DocumentStatus) or `error`"}, **errors(404)})
 async def events(document_id: str, request: Request) -> StreamingResponse:
     """Server-sent events: `progress` whenever the status or page count changes, then one `done`
     (ready or failed) and the stream ends. Any process may be doing the work: this reads the registry."""

@@ -9,25 +9,32 @@ from docground.errors import NotFound
 from docground.registry import KnowledgeBase
 
 from ..auth import caller, for_any_tenant, require_admin
-from ..models import KnowledgeBaseCreate, KnowledgeBaseInfo, KnowledgeBaseKey
+from ..errors import errors
+from ..models import KbName, KnowledgeBaseCreate, KnowledgeBaseInfo, KnowledgeBaseKey
+
+# Links let generated clients (and schemathesis' stateful runs) follow a new knowledge base's name.
+KB_LINKS = {"links": {
+    op: {"operationId": op, "parameters": {"kb": "$response.body#/name"}}
+    for op in ("upload_document", "query", "get_knowledge_base", "list_documents", "rotate_key")}}
 
 router = APIRouter(tags=["knowledge bases"])
 
 
 @router.post("/v1/knowledge-bases", response_model=KnowledgeBaseKey, status_code=201,
-             dependencies=[Depends(require_admin)])
+             dependencies=[Depends(require_admin)], operation_id="create_knowledge_base",
+             responses={201: KB_LINKS, **errors(409, 413, 422)})
 def create(body: KnowledgeBaseCreate, request: Request) -> KnowledgeBaseKey:
     return KnowledgeBaseKey(name=body.name, api_key=request.app.state.keys.issue(body.name, create=True))
 
 
 @router.post("/v1/knowledge-bases/{kb}/api-key", response_model=KnowledgeBaseKey,
-             dependencies=[Depends(require_admin)])
-def rotate_key(kb: str, request: Request) -> KnowledgeBaseKey:
+             dependencies=[Depends(require_admin)], operation_id="rotate_key", responses=errors(404, 422))
+def rotate_key(kb: KbName, request: Request) -> KnowledgeBaseKey:
     """A new key for the knowledge base; the old one stops working."""
     return KnowledgeBaseKey(name=kb, api_key=request.app.state.keys.issue(kb, create=False))
 
 
-@router.get("/v1/knowledge-bases", response_model=list[KnowledgeBaseInfo])
+@router.get("/v1/knowledge-bases", response_model=list[KnowledgeBaseInfo], operation_id="list_knowledge_bases")
 @for_any_tenant
 def list_kbs(request: Request) -> list[KnowledgeBaseInfo]:
     registry = request.app.state.service.registry
@@ -35,8 +42,9 @@ def list_kbs(request: Request) -> list[KnowledgeBaseInfo]:
     return [_info(registry, kb) for kb in _names(registry) if own is None or kb.name == own]
 
 
-@router.get("/v1/knowledge-bases/{kb}", response_model=KnowledgeBaseInfo)
-def get_kb(kb: str, request: Request) -> KnowledgeBaseInfo:
+@router.get("/v1/knowledge-bases/{kb}", response_model=KnowledgeBaseInfo, operation_id="get_knowledge_base",
+            responses=errors(404, 422))
+def get_kb(kb: KbName, request: Request) -> KnowledgeBaseInfo:
     registry = request.app.state.service.registry
     row = registry.get_kb(kb)
     if row is None:

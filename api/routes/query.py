@@ -9,18 +9,20 @@ from fastapi.responses import StreamingResponse
 
 from docground.errors import DocgroundError
 
-from ..models import QueryRequest, QueryResponse
+from ..errors import errors
+from ..models import KbName, QueryRequest, QueryResponse
 
 log = logging.getLogger("docground.api")
 router = APIRouter(tags=["query"])
 
 
-@router.post("/v1/knowledge-bases/{kb}/query", response_model=QueryResponse,
+@router.post("/v1/knowledge-bases/{kb}/query", response_model=QueryResponse, operation_id="query",
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "JSON, or with stream=true server-sent events: `delta` events "
                                              "({\"text\"}) while generating, then one `done` event (the "
-                                             "QueryResponse, markers repaired, citations verified) or `error`"}})
-def query(kb: str, body: QueryRequest, request: Request):
+                                             "QueryResponse, markers repaired, citations verified) or `error`"},
+                        **errors(400, 404, 409, 413, 422, 502)})
+def query(kb: KbName, body: QueryRequest, request: Request):
     service = request.app.state.service
     if not body.stream:
         return service.query(kb, body.query, body.top_k, body.mode)

@@ -7,28 +7,32 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path as FilePath
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
 from docground.errors import InvalidRequest, NotFound
 from docground.ingest.providers import PageLimits, open_source
 
+from ..errors import errors
+from ..models import Boxes
+
 router = APIRouter(tags=["viewer"])
-ASSETS = Path(__file__).resolve().parents[1] / "viewer"
+ASSETS = FilePath(__file__).resolve().parents[1] / "viewer"
 STATIC = {"viewer.js": "text/javascript", "viewer.css": "text/css"}
 HIGHLIGHT = np.array([1.0, 213 / 255, 0.0])  # multiplied into the page: text under it stays legible
 PAGES_CACHED = 32
 
 
-@router.get("/v1/documents/{document_id}/pages/{page}/image", response_class=Response,
-            responses={200: {"content": {"image/png": {}}, "description": "the page as displayed"}})
-def page_image(document_id: str, page: int, request: Request, dpi: int = Query(110, ge=36, le=300),
-               boxes: str | None = Query(None, description="boxes to draw: x0,y0,x1,y1;... (0..1, top-left)")
-               ) -> Response:
+@router.get("/v1/documents/{document_id}/pages/{page}/image", response_class=Response, operation_id="page_image",
+            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the page as displayed"}, **errors(404, 413, 422)})
+def page_image(document_id: str, page: Annotated[int, Path(ge=1)], request: Request,
+               dpi: int = Query(110, ge=36, le=300), boxes: Boxes = None) -> Response:
     service = request.app.state.service
     doc = service.registry.document(document_id)
     path = service.blob_dir(document_id) / f"original.{doc.kind}" if doc is not None else None
@@ -67,15 +71,15 @@ def parse_boxes(text: str) -> list[tuple[float, float, float, float]]:
             x0, y0, x1, y1 = (float(v) for v in part.split(","))
         except ValueError as exc:
             raise InvalidRequest(f"boxes: {part!r} is not x0,y0,x1,y1") from exc
-        if not (0 <= x0 <= x1 <= 1 and 0 <= y0 <= y1 <= 1):
-            raise InvalidRequest(f"boxes: {part!r} is not inside 0..1 with x0 <= x1 and y0 <= y1")
-        out.append((x0, y0, x1, y1))
+        if not all(0 <= v <= 1 for v in (x0, y0, x1, y1)):
+            raise InvalidRequest(f"boxes: {part!r} is not inside 0..1")
+        out.append((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))  # any two opposite corners
     return out
 
 
 @lru_cache(maxsize=PAGES_CACHED)
 def _render(path: str, page: int, dpi: int, limits: PageLimits) -> bytes:
-    source = open_source(Path(path).read_bytes(), limits)
+    source = open_source(FilePath(path).read_bytes(), limits)
     try:
         if page > source.page_count:
             raise NotFound(f"the document has no page {page}")
