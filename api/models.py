@@ -7,12 +7,17 @@ from typing import Annotated, Literal
 from fastapi import Path, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-# The layout JSON's model lives with its renderer (one for the API, `convert` and `export`).
+# The domain types the responses are made of live in the core (the layout JSON's model with its renderer,
+# one for the API, `convert` and `export`); the HTTP schema is built from them.
 from docground.ingest.renderers import DocumentLayout as DocumentLayout
+from docground.ingest.schema import IngestResult as IngestResult
 from docground.registry import KB_NAME
-
-Box = tuple[float, float, float, float]
-AnswerMode = Literal["auto", "extractive", "generate"]
+from docground.retrieval.schema import AnswerMode as AnswerMode
+from docground.retrieval.schema import Box as Box
+from docground.retrieval.schema import ChunkOut as ChunkOut
+from docground.retrieval.schema import Citation as Citation
+from docground.retrieval.schema import QueryResponse as QueryResponse
+from docground.retrieval.schema import SpanOut as SpanOut
 
 KB_NAME_RULE = "1-64 characters: letters, digits, '_', '-', '.', starting with a letter or digit"
 KbName = Annotated[str, Path(min_length=1, max_length=64, pattern=KB_NAME.pattern,
@@ -41,55 +46,6 @@ class QueryRequest(RequestModel):
     top_k: int = Field(5, ge=1, le=MAX_TOP_K)
     mode: AnswerMode = Field("auto", description="auto: generate when an LLM endpoint is configured, else extractive")
     stream: bool = Field(False, description="answer as server-sent events: delta events, then one done event")
-
-
-class SpanOut(BaseModel):
-    block_id: str
-    page: int
-    bbox: Box = Field(description="0..1, origin top-left of the page as displayed")
-    bbox_pt: Box = Field(description="PDF points, origin top-left of the page as displayed")
-    char_start: int
-    char_end: int
-
-
-class ChunkOut(BaseModel):
-    chunk_id: str
-    document_id: str
-    filename: str
-    text: str
-    score: float
-    spans: list[SpanOut]
-
-
-class Citation(BaseModel):
-    n: int = Field(description="the [n] marker in the answer")
-    document_id: str
-    filename: str
-    page: int = Field(description="1-based")
-    boxes: list[Box] = Field(description="the lines the quote comes from, 0..1, top-left origin")
-    boxes_pt: list[Box]
-    page_size_pt: tuple[float, float]
-    quote: str
-    chunk_id: str
-    score: float
-
-
-class QueryResponse(BaseModel):
-    query: str
-    answer: str | None = Field(description="null when nothing relevant was retrieved")
-    citations: list[Citation]
-    chunks: list[ChunkOut]
-    answer_mode: Literal["extractive", "generated", "not_found"] = "extractive"
-
-
-class IngestResult(BaseModel):
-    filename: str
-    document_id: str | None
-    pages: int = 0
-    chunks: int = 0
-    status: str
-    error: str | None = None
-    error_code: str | None = None
 
 
 class ErrorBody(BaseModel):

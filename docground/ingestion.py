@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .api.models import IngestResult
 from .components import Components
 from .errors import DocgroundError, NotFound, PipelineMismatch
 from .ingest.pipeline import ProgressCallback, document_id, file_sha256
 from .ingest.processors.figures import save_figure_crops
 from .ingest.providers.names import safe_filename
-from .ingest.schema import Chunk, PageLayout
+from .ingest.schema import Chunk, IngestResult, PageLayout
 from .registry import Document, Job, Page, Registration, validate_kb_name
 from .retrieval import sparse
 from .retrieval.store import IndexedChunk

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from .api.models import QueryResponse
 from .components import Components
 from .errors import NotFound
 from .registry import validate_kb_name
 from .retrieval import selection, sparse
 from .retrieval.answers import extractive_answer
+from .retrieval.schema import QueryResponse
 from .retrieval.store import Hit
 
 

@@ -111,3 +111,13 @@ class Chunk(BaseModel):
         """The text the embedder sees: the section path gives a chunk without its own heading context."""
         path = " > ".join(h for h in self.headings if h and h not in self.text[: len(h) + 8])
         return f"{path}\n{self.text}" if path else self.text
+
+
+class IngestResult(BaseModel):
+    filename: str
+    document_id: str | None
+    pages: int = 0
+    chunks: int = 0
+    status: str
+    error: str | None = None
+    error_code: str | None = None

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from docground.api.models import ChunkOut, Citation, QueryResponse, SpanOut
 from docground.ingest.geometry import to_points
 
 from . import selection
 from .lexical import STOPWORDS, language_of, topic_terms
 from .refine import TextLayer, quote_boxes
+from .schema import ChunkOut, Citation, QueryResponse, SpanOut
 from .selection import Embed
 from .store import Hit
 from .units import units

@@ -20,11 +20,11 @@ from itertools import pairwise
 import httpx
 import numpy as np
 
-from docground.api.models import QueryResponse
 from docground.errors import DocgroundError
 
 from .answers import STOPWORDS, Quote, chunk_out, cite, is_relevant, not_found, sentences, topic_terms
 from .refine import TextLayer
+from .schema import QueryResponse
 from .store import Hit
 from .tokens import terms
 

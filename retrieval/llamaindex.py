@@ -3,9 +3,8 @@ source nodes are docground's verified citations.
 
 Either talks to a docground server through the typed client or to a service in this process:
 
-    from docground.api.client import DocgroundClient
     from docground.retrieval.llamaindex import DocgroundQueryEngine, DocgroundRetriever
-    dg = DocgroundClient("http://127.0.0.1:8000", api_key="dgk_...")
+    dg = DocgroundClient("http://127.0.0.1:8000", api_key="dgk_...")   # the typed HTTP client (api/client.py)
     nodes = DocgroundRetriever(dg, "papers", top_k=5).retrieve("What dataset was used?")
     nodes[0].node.metadata["spans"]        # [{"page", "bbox", "bbox_pt", "char_start", "char_end"}, ...]
     answer = DocgroundQueryEngine(dg, "papers").query("What dataset was used?")
@@ -26,7 +25,7 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-from docground.api.models import AnswerMode, ChunkOut, Citation, QueryResponse
+from .schema import AnswerMode, ChunkOut, Citation, QueryResponse
 
 GEOMETRY_KEYS = ["spans", "boxes", "boxes_pt", "page_size_pt", "page_sizes", "chunk_id", "document_id"]
 
