@@ -75,7 +75,7 @@ def scaleout_service(settings: Settings) -> Docground:
     return Docground(settings, router=Router(ocr=engine))
 
 
-tasks.SERVICE_FACTORY = scaleout_service
+app.conf[tasks.SERVICE_SETTING] = scaleout_service
 
 
 @worker_ready.connect

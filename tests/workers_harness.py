@@ -39,5 +39,5 @@ def paced_service(settings: Settings) -> Docground:
     return Docground(settings, router=PacedRouter(build_router(settings).ocr, settings.home / "started"))
 
 
-tasks.SERVICE_FACTORY = paced_service
+app.conf[tasks.SERVICE_SETTING] = paced_service
 __all__ = ["app"]

@@ -28,9 +28,9 @@ DOCUMENT_TASK = "docground.document"
 PAGES_TASK = "docground.pages"
 FINALIZE_TASK = "docground.finalize"
 
-# How a worker process builds its service: tests and benchmarks may put a Docground with their own
-# router (a stand-in engine) here before the worker starts consuming.
-SERVICE_FACTORY: Callable[[Settings], Docground] = Docground
+# How a worker process builds its service is the Celery app's to say (`app.conf.docground_service`, a
+# callable Settings -> Docground): an app built around these tasks with other engines sets it there.
+SERVICE_SETTING = "docground_service"
 _service: Docground | None = None
 
 
@@ -38,7 +38,8 @@ def worker_service() -> Docground:
     """This worker process's service, built on first use (after the pool forked)."""
     global _service
     if _service is None:
-        _service = SERVICE_FACTORY(get_settings())
+        factory: Callable[[Settings], Docground] = app.conf.get(SERVICE_SETTING) or Docground
+        _service = factory(get_settings())
     return _service
 
 
