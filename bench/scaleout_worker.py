@@ -27,6 +27,7 @@ from bench.gpu_ocr import use_stand_ins_from_env
 # machine lacks (DGBENCH_STUBS) go last on sys.path, before docground imports them.
 use_stand_ins_from_env()
 
+from docground.ingest.engines.base import PageEngine
 from docground.ingest.providers import open_source
 from docground.ingest.routing import Router
 from docground.ingest.schema import PageLayout
@@ -41,7 +42,7 @@ STANDIN_BATCH_S = float(os.environ.get("DOCGROUND_SCALEOUT_STANDIN_BATCH_S", "0.
 STANDIN_PAGE_S = float(os.environ.get("DOCGROUND_SCALEOUT_STANDIN_PAGE_S", "0.05"))
 
 
-class StandInGpuEngine:
+class StandInGpuEngine(PageEngine):
     """Takes a fixed time per batch plus a time per page, on the gpu queue; reads nothing."""
 
     name, version, queue = "standin-gpu", "1", GPU_QUEUE
@@ -50,9 +51,6 @@ class StandInGpuEngine:
         time.sleep(STANDIN_BATCH_S + STANDIN_PAGE_S * len(pages))
         return [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine=self.name,
                            engine_version=self.version) for p in pages]
-
-    def parse(self, page, document_id: str) -> PageLayout:
-        return self.parse_many([page], document_id)[0]
 
 
 def vllm_engine(settings: Settings):
@@ -67,7 +65,7 @@ def vllm_engine(settings: Settings):
                            gpu_memory_utilization=settings.ocr_gpu_memory_utilization, load_format="dummy",
                            dtype="bfloat16", tokenizer=settings.ocr_model, seed=0)
 
-    return DeepseekOcr2Engine(backend, attempts=fixed_length(ladder()[:1], TOKENS))
+    return DeepseekOcr2Engine(load_backend=backend, attempts=fixed_length(ladder()[:1], TOKENS))
 
 
 def scaleout_service(settings: Settings) -> Docground:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pymupdf
 
-from .engines.base import PageEngine, parse_many
+from .engines.base import PageEngine
 from .engines.textlayer import TextLayerEngine
 from .geometry import area, normalize, union
 from .providers import SourcePage
@@ -118,7 +118,7 @@ class Router:
 
     @property
     def pages_at_once(self) -> int:
-        return max(getattr(e, "pages_at_once", 16) for e in self.engines)
+        return max(e.pages_at_once for e in self.engines)
 
     def route(self, page: SourcePage) -> Route:
         if page.refused is not None:  # kept from every engine (providers/guard.py)
@@ -150,7 +150,7 @@ class Router:
                 layouts = [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine="none",
                                       engine_version="0", outcome=r.outcome, refusal=r.refusal) for p, r in mine]
             else:
-                layouts = parse_many(engine, [p for p, _ in mine], document_id)
+                layouts = engine.parse_many([p for p, _ in mine], document_id)
             for (p, r), layout in zip(mine, layouts, strict=True):
                 # The route says why this engine; the engine may add what happened (a retry, a fallback).
                 if layout.reason and layout.reason != r.reason:

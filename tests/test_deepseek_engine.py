@@ -11,6 +11,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from docground.ingest.engines.base import PageEngine
 from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine, Generation, OcrUnavailable
 from docground.ingest.engines.deepseek_ocr2.prompt import FREE_OCR, GROUNDING
 from docground.ingest.engines.factory import build_vision_ocr
@@ -62,13 +63,13 @@ def pdf_pages(texts: list[str]):
     return source, list(source.pages())
 
 
-class CpuStandIn:
+class CpuStandIn(PageEngine):
     name = "cpu-standin"
     version = "1"
 
-    def parse(self, page, document_id):
-        return PageLayout(page=page.number, width_pt=page.width_pt, height_pt=page.height_pt, engine=self.name,
-                          engine_version=self.version, reason="cpu ocr")
+    def parse_many(self, pages, document_id):
+        return [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine=self.name,
+                           engine_version=self.version, reason="cpu ocr") for p in pages]
 
 
 def test_every_page_of_a_batch_goes_out_in_one_call():
@@ -162,7 +163,7 @@ def test_a_backend_that_cannot_load_is_tried_once():
         attempts.append(1)
         raise RuntimeError("no GPU here")
 
-    engine = DeepseekOcr2Engine(factory, fallback=CpuStandIn())
+    engine = DeepseekOcr2Engine(load_backend=factory, fallback=CpuStandIn())
     for _ in range(2):
         (layout,) = engine.parse_many([image_page()], "doc")
         assert layout.reason == "fell back to cpu-standin: DeepSeek-OCR-2 unavailable (RuntimeError: no GPU here)"

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from rapidfuzz import fuzz
 
+from docground.ingest.engines.base import PageEngine
 from docground.ingest.engines.factory import build_router
 from docground.ingest.providers import open_source
 from docground.ingest.providers.pdf import PdfPage
@@ -19,7 +20,7 @@ from .pdfgen import A4, image_bytes, image_only_pdf, two_column_pdf
 SENTENCE = "The quick brown fox jumps over the lazy dog while the citations point at exact lines."
 
 
-class RecordingOcr:
+class RecordingOcr(PageEngine):
     """An OCR engine stand-in: it notes which pages it was handed (the router is what is under test)."""
 
     name, version = "ocr-standin", "0"
@@ -27,10 +28,10 @@ class RecordingOcr:
     def __init__(self):
         self.pages: list[int] = []
 
-    def parse(self, page, document_id):
-        self.pages.append(page.number)
-        return PageLayout(page=page.number, width_pt=page.width_pt, height_pt=page.height_pt, engine=self.name,
-                          engine_version=self.version)
+    def parse_many(self, pages, document_id):
+        self.pages += [p.number for p in pages]
+        return [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine=self.name,
+                           engine_version=self.version) for p in pages]
 
 
 def one_page(draw) -> bytes:

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from docground.errors import NotFound, PipelineMismatch
+from docground.ingest.engines.base import PageEngine
 from docground.ingest.routing import Router
 from docground.ingest.schema import PageLayout
 from docground.registry import ACTIVE_STAGES, Document, IdempotencyConflict, Page, Registry
@@ -226,14 +227,14 @@ def test_a_deleted_document_stops_its_tasks(service):
         page_batches(service, registration.job.id)
 
 
-class StandInVisionEngine:
+class StandInVisionEngine(PageEngine):
     """A stand-in for DeepSeek-OCR-2: reads nothing, declares the gpu queue."""
 
     name, version, queue = "standin-vision", "1", GPU_QUEUE
 
-    def parse(self, page, document_id):
-        return PageLayout(page=page.number, width_pt=page.width_pt, height_pt=page.height_pt, engine=self.name,
-                          engine_version=self.version)
+    def parse_many(self, pages, document_id):
+        return [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine=self.name,
+                           engine_version=self.version) for p in pages]
 
 
 def test_fan_out_sends_text_pages_to_cpu_and_scans_to_gpu(tmp_path, embedder):

@@ -48,7 +48,7 @@ def page_queue(router, engine) -> str:
     everything else (text layer, Tesseract) runs on the `cpu` queue."""
     if engine is None:
         return CPU_QUEUE
-    return GPU_QUEUE if getattr(engine, "queue", CPU_QUEUE) == GPU_QUEUE else CPU_QUEUE
+    return GPU_QUEUE if engine.queue == GPU_QUEUE else CPU_QUEUE
 
 
 def page_batches(service: Docground, job_id: str) -> list[tuple[str, list[int]]]:
@@ -140,6 +140,5 @@ def _warm_up(sender=None, **_) -> None:
     if pool.endswith((".solo", ".thread")):
         service = worker_service()
         _ = service.pipeline  # the embedder, the router and the pipeline fingerprint
-        warm = getattr(service.router.ocr, "warm_up", None)
-        if callable(warm):
-            warm()
+        for engine in service.router.engines:
+            engine.warm_up()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Protocol
+from abc import ABC, abstractmethod
 
 from ..providers import SourcePage
 from ..schema import PageLayout
@@ -11,17 +11,22 @@ def block_id(document_id: str, page: int, index: int) -> str:
     return f"{document_id}-p{page}-b{index}"
 
 
-class PageEngine(Protocol):
+class PageEngine(ABC):
+    """What the router, the workers and the tasks need of a page engine: its name and version (part of
+    every page's record and of the pipeline fingerprint), how many pages it wants per call (enough to keep
+    its workers or GPU busy), the queue its pages go to, and a warm-up before the first page."""
+
     name: str
     version: str
-    pages_at_once: int  # how many pages the engine wants per call: enough to keep its workers or GPU busy
+    pages_at_once: int = 16
+    queue: str = "cpu"  # "gpu": its pages go to the GPU workers
 
-    def parse(self, page: SourcePage, document_id: str) -> PageLayout: ...
+    @abstractmethod
+    def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
+        """One layout per page, in order."""
 
+    def parse(self, page: SourcePage, document_id: str) -> PageLayout:
+        return self.parse_many([page], document_id)[0]
 
-def parse_many(engine: PageEngine, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
-    """Engines that batch (a GPU engine keeps every page in flight) define parse_many themselves."""
-    batch = getattr(engine, "parse_many", None)
-    if batch is not None:
-        return batch(pages, document_id)
-    return [engine.parse(p, document_id) for p in pages]
+    def warm_up(self) -> None:
+        """Load what the first page would (models, workers); engines with nothing to load do nothing."""

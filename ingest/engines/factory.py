@@ -29,7 +29,7 @@ def build_vision_ocr(settings: Settings, fallback: PageEngine | None) -> PageEng
     factory = backend_factory(settings)
     if factory is None:
         return None
-    return DeepseekOcr2Engine(factory, fallback=fallback,
+    return DeepseekOcr2Engine(load_backend=factory, fallback=fallback,
                               attempts=ladder(dpi=settings.render_dpi, max_tokens=settings.ocr_max_tokens),
                               pages_at_once=pages_in_flight(settings))
 

@@ -19,7 +19,7 @@ from ..geometry import coverage, normalize, union
 from ..processors.reading_order import reading_order
 from ..providers.pdf import PdfPage
 from ..schema import BBox, BlockKind, PageLayout
-from .base import block_id
+from .base import PageEngine, block_id
 from .tables import find_table_drafts
 
 FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
@@ -28,10 +28,13 @@ BOLD, MONO = 16, 8
 
 
 
-class TextLayerEngine:
+class TextLayerEngine(PageEngine):
     name = "textlayer"
     version = "1"
     pages_at_once = 16
+
+    def parse_many(self, pages: list[PdfPage], document_id: str) -> list[PageLayout]:
+        return [self.parse(p, document_id) for p in pages]
 
     def parse(self, page: PdfPage, document_id: str) -> PageLayout:
         pdf_page = page.pdf_page

@@ -18,7 +18,7 @@ from PIL import Image
 from ...providers import SourcePage
 from ...providers.pdf import PdfPage
 from ...schema import PageLayout, PageOutcome
-from ..base import PageEngine, parse_many
+from ..base import PageEngine
 from ..textlayer import TextLayerEngine
 from .output import parse_grounded, parse_plain, to_blocks
 from .prompt import Attempt, ladder
@@ -49,16 +49,20 @@ class _PageTrail:
         return f"DeepSeek-OCR-2 {summary}" if self.unavailable else f"DeepSeek-OCR-2 failed: {summary}"
 
 
-class DeepseekOcr2Engine:
+class DeepseekOcr2Engine(PageEngine):
     name = "deepseek-ocr2"
     version = "1"
     queue = "gpu"  # its pages go to the GPU workers (an endpoint backend works from any worker too)
 
-    def __init__(self, backend: Backend | Callable[[], Backend], fallback: PageEngine | None = None,
-                 attempts: tuple[Attempt, ...] | None = None, max_side: int = MAX_SIDE, pages_at_once: int = 64):
-        """`backend` may be a factory: in-process models load on the first page, not when a service starts."""
-        self._backend = backend if hasattr(backend, "generate") else None
-        self._backend_factory = None if self._backend is not None else backend
+    def __init__(self, backend: Backend | None = None, fallback: PageEngine | None = None,
+                 attempts: tuple[Attempt, ...] | None = None, max_side: int = MAX_SIDE, pages_at_once: int = 64,
+                 load_backend: Callable[[], Backend] | None = None):
+        """A backend, or `load_backend` to build one on the first page (in-process models load then, not
+        when a service starts)."""
+        if (backend is None) == (load_backend is None):
+            raise ValueError("give DeepseekOcr2Engine a backend or load_backend, one of them")
+        self._backend = backend
+        self._backend_factory = load_backend
         self._lock = threading.Lock()
         self._load_error: str | None = None
         self.fallback = fallback
@@ -81,9 +85,6 @@ class DeepseekOcr2Engine:
                 if self._backend is None:
                     raise OcrUnavailable(f"DeepSeek-OCR-2 unavailable: {self._load_error}")
             return self._backend
-
-    def parse(self, page: SourcePage, document_id: str) -> PageLayout:
-        return self.parse_many([page], document_id)[0]
 
     def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
         layer_texts = [_text_layer(p) for p in pages]
@@ -150,7 +151,7 @@ class DeepseekOcr2Engine:
             out[i] = self.text_layer.parse(pages[i], document_id)
         rest = [i for i in failed if i not in out]
         if rest and self.fallback is not None:
-            for i, layout in zip(rest, parse_many(self.fallback, [pages[i] for i in rest], document_id), strict=True):
+            for i, layout in zip(rest, self.fallback.parse_many([pages[i] for i in rest], document_id), strict=True):
                 out[i] = layout
         for i in failed:
             why = trails[i].verdict()
