@@ -28,7 +28,14 @@ from fastapi import FastAPI, Request
 from sqlalchemy import select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from docground.errors import DocgroundError, NotFound
+from docground.errors import (
+    AlreadyExists,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+)
 from docground.registry import KnowledgeBase, Registry, validate_kb_name
 
 from .errors import declare_errors
@@ -36,31 +43,6 @@ from .errors import declare_errors
 KEY_PREFIX = "dgk_"
 KEY_CACHE_S = 30.0  # how long a key's knowledge base is remembered (another process may rotate it)
 TENANT_ROUTES_ATTR = "_docground_any_tenant"
-
-
-class Unauthorized(DocgroundError):
-    code = "unauthorized"
-    http_status = 401
-
-
-class Forbidden(DocgroundError):
-    code = "forbidden"
-    http_status = 403
-
-
-class RateLimited(DocgroundError):
-    code = "rate_limited"
-    http_status = 429
-
-
-class PayloadTooLarge(DocgroundError):
-    code = "payload_too_large"
-    http_status = 413
-
-
-class AlreadyExists(DocgroundError):
-    code = "already_exists"
-    http_status = 409
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from docground import __version__
-from docground.errors import DocgroundError, NotFound
+from docground.errors import DocgroundError, Forbidden, NotFound
 from docground.ingest.renderers import document_layout, document_markdown
 from docground.registry import Document, validate_kb_name
 from docground.settings import Settings
 
-from .auth import Caller, Forbidden, caller
+from .auth import Caller, caller
 from .links import LinkedCitation, PageHighlight, base_url, chunk_pages, linked_citations
 from .models import AnswerMode
 from .routes.kbs import _names

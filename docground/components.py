@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .errors import StoreBusy
+from docground.errors import LLMNotConfigured, StoreBusy
+
 from .ingest.chunking import ChunkerConfig
 from .ingest.engines.factory import build_router
 from .ingest.pipeline import Pipeline
@@ -14,7 +15,7 @@ from .ingest.routing import Router
 from .registry import Registry
 from .retrieval import sparse
 from .retrieval.embeddings import Embedder
-from .retrieval.generation import ChatClient, Generator, LLMNotConfigured
+from .retrieval.generation import ChatClient, Generator
 from .retrieval.refine import TextLayer
 from .retrieval.store import ChunkStore, EdgeStore, ServerStore, collection_name
 from .settings import Settings

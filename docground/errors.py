@@ -82,3 +82,50 @@ class PipelineMismatch(DocgroundError):
 class DocumentNotReady(DocgroundError):
     code = "document_not_ready"
     http_status = 409
+
+
+class OcrUnavailable(DocgroundError):
+    """The configured DeepSeek-OCR-2 backend cannot run here (a missing package, model directory or GPU)."""
+
+    code = "ocr_unavailable"
+    http_status = 503
+
+
+class LLMNotConfigured(DocgroundError):
+    code = "llm_not_configured"
+    http_status = 400
+
+
+class LLMUnavailable(DocgroundError):
+    code = "llm_unavailable"
+    http_status = 502
+
+
+class IdempotencyConflict(DocgroundError):
+    code = "idempotency_conflict"
+    http_status = 409
+
+
+class Unauthorized(DocgroundError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(DocgroundError):
+    code = "forbidden"
+    http_status = 403
+
+
+class RateLimited(DocgroundError):
+    code = "rate_limited"
+    http_status = 429
+
+
+class PayloadTooLarge(DocgroundError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class AlreadyExists(DocgroundError):
+    code = "already_exists"
+    http_status = 409

@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from .errors import DocgroundError, InvalidRequest
+from docground.errors import IdempotencyConflict, InvalidRequest
 
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -131,11 +131,6 @@ class IdempotencyKey(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     document_id: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-
-
-class IdempotencyConflict(DocgroundError):
-    code = "idempotency_conflict"
-    http_status = 409
 
 
 class Registration:

@@ -20,7 +20,7 @@ from itertools import pairwise
 import httpx
 import numpy as np
 
-from docground.errors import DocgroundError
+from docground.errors import LLMUnavailable
 
 from .answers import STOPWORDS, Quote, chunk_out, cite, is_relevant, not_found, sentences, topic_terms
 from .refine import TextLayer
@@ -58,16 +58,6 @@ _TENS = ("thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(_UNITS)} | {w: str(30 + 10 * i) for i, w in enumerate(_TENS)}
 
 Embed = Callable[[list[str]], np.ndarray]
-
-
-class LLMNotConfigured(DocgroundError):
-    code = "llm_not_configured"
-    http_status = 400
-
-
-class LLMUnavailable(DocgroundError):
-    code = "llm_unavailable"
-    http_status = 502
 
 
 @dataclass

@@ -11,8 +11,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
+from docground.errors import OcrUnavailable
 from docground.ingest.engines.base import PageEngine
-from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine, Generation, OcrUnavailable
+from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine, Generation
 from docground.ingest.engines.deepseek_ocr2.prompt import FREE_OCR, GROUNDING
 from docground.ingest.engines.factory import build_vision_ocr
 from docground.ingest.providers.image import ImagePage

@@ -15,7 +15,8 @@ from transformers import (
 )
 from transformers.models.deepseek_ocr2 import DeepseekOcr2ImageProcessorPil
 
-from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine, OcrUnavailable, PageRequest
+from docground.errors import OcrUnavailable
+from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine, PageRequest
 from docground.ingest.engines.deepseek_ocr2.backend_transformers import NGramBan, TransformersBackend
 from docground.ingest.engines.deepseek_ocr2.prompt import GROUNDING, Sampling, ladder, model_prompt
 from docground.ingest.providers.image import ImagePage

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from docground.api.app import create_app
-from docground.retrieval.generation import LLMNotConfigured, LLMUnavailable
+from docground.errors import LLMNotConfigured, LLMUnavailable
 from docground.service import Docground
 from docground.settings import Settings
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from docground.api.auth import RateLimited, RateLimiter
+from docground.api.auth import RateLimiter
+from docground.errors import RateLimited
 
 
 def test_a_caller_is_limited_and_others_are_not():

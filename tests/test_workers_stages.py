@@ -12,11 +12,11 @@ import pymupdf
 import pytest
 from sqlalchemy import create_engine, text
 
-from docground.errors import NotFound, PipelineMismatch
+from docground.errors import IdempotencyConflict, NotFound, PipelineMismatch
 from docground.ingest.engines.base import PageEngine
 from docground.ingest.routing import Router
 from docground.ingest.schema import PageLayout
-from docground.registry import ACTIVE_STAGES, Document, IdempotencyConflict, Page, Registry
+from docground.registry import ACTIVE_STAGES, Document, Page, Registry
 from docground.service import Docground
 from docground.settings import Settings
 from docground.workers.celery_app import CPU_QUEUE, GPU_QUEUE, UnsafeTimeouts, make_celery

@@ -30,7 +30,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from docground.errors import DocgroundError, InvalidRequest
+from docground.errors import DocgroundError, Forbidden, InvalidRequest
 from docground.retrieval import selection
 from docground.retrieval.answers import extractive_answer
 from docground.retrieval.generation import ChatClient
@@ -38,7 +38,7 @@ from docground.retrieval.lexical import STOPWORDS
 from docground.retrieval.tokens import terms
 from docground.settings import Settings
 
-from ..auth import Forbidden, caller, for_any_tenant
+from ..auth import caller, for_any_tenant
 from ..links import LinkedCitation, base_url, linked_citations
 from ..models import AnswerMode, QueryResponse
 from .kbs import _names

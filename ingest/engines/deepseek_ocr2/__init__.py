@@ -7,7 +7,9 @@
 Backends import their heavy dependencies only when built.
 """
 
+from docground.errors import OcrUnavailable
+
 from .engine import DeepseekOcr2Engine
-from .schema import Backend, Generation, OcrUnavailable, PageRequest
+from .schema import Backend, Generation, PageRequest
 
 __all__ = ["Backend", "DeepseekOcr2Engine", "Generation", "OcrUnavailable", "PageRequest"]

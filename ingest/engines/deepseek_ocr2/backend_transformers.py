@@ -13,9 +13,11 @@ from pathlib import Path
 
 from transformers import LogitsProcessor
 
+from docground.errors import OcrUnavailable
+
 from .ngram import NGramGuard
 from .prompt import Sampling, model_prompt
-from .schema import FINISH_LENGTH, FINISH_STOP, Generation, OcrUnavailable, PageRequest
+from .schema import FINISH_LENGTH, FINISH_STOP, Generation, PageRequest
 
 
 class TransformersBackend:

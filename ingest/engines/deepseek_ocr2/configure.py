@@ -11,9 +11,10 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+from docground.errors import OcrUnavailable
 from docground.settings import Settings
 
-from .schema import Backend, OcrUnavailable
+from .schema import Backend
 
 
 def uses_endpoint(settings: Settings) -> bool:

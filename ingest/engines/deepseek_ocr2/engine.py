@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from docground.errors import OcrUnavailable
+
 from ...providers import SourcePage
 from ...providers.pdf import PdfPage
 from ...schema import PageLayout, PageOutcome
@@ -22,7 +24,7 @@ from ..base import PageEngine
 from ..textlayer import TextLayerEngine
 from .output import parse_grounded, parse_plain, to_blocks
 from .prompt import Attempt, ladder
-from .schema import Backend, Generation, OcrUnavailable, PageRequest
+from .schema import Backend, Generation, PageRequest
 from .validate import problems
 
 log = logging.getLogger("docground.ocr")

@@ -8,20 +8,11 @@ from typing import Protocol
 
 from PIL import Image
 
-from docground.errors import DocgroundError
-
 from .prompt import Sampling
 
 FINISH_STOP = "stop"  # the model ended the page itself (EOS)
 FINISH_LENGTH = "length"  # cut at max_tokens: usually a repetition loop
 FINISH_ERROR = "error"  # the backend could not produce anything
-
-
-class OcrUnavailable(DocgroundError):
-    """The configured DeepSeek-OCR-2 backend cannot run here (a missing package, model directory or GPU)."""
-
-    code = "ocr_unavailable"
-    http_status = 503
 
 
 @dataclass
