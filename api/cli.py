@@ -22,7 +22,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 err = Console(stderr=True)
 out = Console()
 
-HomeOption = Annotated[Path | None, typer.Option("--home", help="data directory (default: $DOCGROUND_HOME or ~/.docground)")]
+HomeOption = Annotated[Path | None, typer.Option("--home",
+                                                 help="data directory (default: $DOCGROUND_HOME or ~/.docground)")]
 KbOption = Annotated[str, typer.Option("--kb", help="knowledge base name")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
 
@@ -246,8 +247,8 @@ def _workers_ingest(service, kb: str, files: list[Path]):
 @app.command()
 def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="comma-separated: cpu, gpu")] = "cpu,gpu",
            concurrency: Annotated[int | None, typer.Option(help="processes (prefork) or threads")] = None,
-           pool: Annotated[str | None, typer.Option(help="prefork | solo | threads; default: solo for a "
-                                                         "gpu-only worker (one process, one engine), else prefork")] = None,
+           pool: Annotated[str | None, typer.Option(help="prefork | solo | threads; default: solo for a gpu-only "
+                                                         "worker (one process, one engine), else prefork")] = None,
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
            home: HomeOption = None) -> None:
     """Start a Celery worker on the given queues (needs DOCGROUND_BROKER_URL): `gpu` for the vision model's

@@ -56,7 +56,8 @@ def declare_errors(schema: dict, operation: dict, statuses) -> None:
 
 def declare_error_model(app: FastAPI) -> None:
     """The schema tells what these handlers answer: any operation may fail with 500 internal_error, one
-    with a body with 400 malformed_request, and a 422 is always ErrorBody (FastAPI's default would declare its HTTPValidationError)."""
+    with a body with 400 malformed_request, and a 422 is always ErrorBody (FastAPI's default would
+    declare its HTTPValidationError)."""
     build = app.openapi
 
     def openapi() -> dict:

@@ -172,7 +172,8 @@ def make_importable() -> None:
         farm = run / "pkg"
         pkg = farm / "docground"
         pkg.mkdir(parents=True, exist_ok=True)
-        for entry in list((ROOT / "docground").iterdir()) + [ROOT / n for n in ("ingest", "retrieval", "workers", "api")]:
+        for entry in (list((ROOT / "docground").iterdir())
+                      + [ROOT / n for n in ("ingest", "retrieval", "workers", "api")]):
             link = pkg / entry.name
             if not link.exists():
                 link.symlink_to(entry)
@@ -387,8 +388,8 @@ def print_table(results: list[dict], args) -> None:
         if "skipped" in r:
             print(f"| {r['system']} | – | – | – | – | – | not run: {r['skipped']} |")
             continue
-        print(f"| {r['system']} | {r['pages']} | {r['wall_s']:.1f} | {r['pages_per_s']:.2f} | {r['out_tok_per_s']:,.0f} "
-              f"| {r['init_s']:.0f} | {r['settings']} |")
+        print(f"| {r['system']} | {r['pages']} | {r['wall_s']:.1f} | {r['pages_per_s']:.2f} "
+              f"| {r['out_tok_per_s']:,.0f} | {r['init_s']:.0f} | {r['settings']} |")
 
 
 def main() -> None:

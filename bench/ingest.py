@@ -43,7 +43,8 @@ from tests.test_citations_corpus import questions_from  # noqa: E402
 
 
 def default_corpus() -> Path:
-    for p in (os.environ.get("DOCGROUND_CORPUS"), ROOT.parent / "shared" / "eval" / "corpus", "/work/shared/eval/corpus"):
+    for p in (os.environ.get("DOCGROUND_CORPUS"), ROOT.parent / "shared" / "eval" / "corpus",
+              "/work/shared/eval/corpus"):
         if p and Path(p).exists():
             return Path(p)
     sys.exit("evaluation corpus not found: pass --corpus")
@@ -129,8 +130,8 @@ def main() -> None:
     peer = time.perf_counter() - t
 
     sample = corpus / "groundtruth" / "olmocr_bench_sample"
-    tests = [json.loads(line) for f in ("dataset.jsonl", "blanks.jsonl") for line in (sample / f).read_text().splitlines()
-             if line.strip()]
+    tests = [json.loads(line) for f in ("dataset.jsonl", "blanks.jsonl")
+             for line in (sample / f).read_text().splitlines() if line.strip()]
     ours = score(tests, lambda pdf: docground_markdown(service, (sample / "pdfs" / pdf).read_bytes()))
     theirs = score(tests, lambda pdf: pymupdf4llm_markdown(sample / "pdfs" / pdf)[0])
 

@@ -195,7 +195,8 @@ class _Packer:
         carry: list[Unit] = []
         if overlap:
             for u in reversed(done.units):
-                if u.is_table or u.block.kind in HEADINGS or sum(c.tokens for c in carry) + u.tokens > self.cfg.overlap_tokens:
+                if (u.is_table or u.block.kind in HEADINGS
+                        or sum(c.tokens for c in carry) + u.tokens > self.cfg.overlap_tokens):
                     break
                 carry.insert(0, u)
         self.cur = _Draft(units=carry, headings=[h for _, h in self.path])

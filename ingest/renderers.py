@@ -68,7 +68,8 @@ def document_markdown(layouts: Sequence[PageLayout], furniture: bool = False, pa
         if page_markers:
             parts.append(f"<!-- page {layout.page} -->")
         parts += [text for block in layout.blocks
-                  if (furniture or block.kind not in FURNITURE) and (text := block_markdown(block, figure_link)).strip()]
+                  if (furniture or block.kind not in FURNITURE)
+                  and (text := block_markdown(block, figure_link)).strip()]
     return "\n\n".join(parts) + ("\n" if parts and page_markers else "")
 
 
@@ -152,7 +153,8 @@ def draw_blocks(image: Image.Image, layout: PageLayout) -> Image.Image:
     width = max(1, round(min(w, h) / 400))
     for n, block in enumerate(layout.blocks, 1):
         x0, y0, x1, y1 = block.bbox
-        box = (round(x0 * w), round(y0 * h), max(round(x0 * w), round(x1 * w) - 1), max(round(y0 * h), round(y1 * h) - 1))
+        box = (round(x0 * w), round(y0 * h),
+               max(round(x0 * w), round(x1 * w) - 1), max(round(y0 * h), round(y1 * h) - 1))
         color = KIND_COLORS.get(block.kind, (0, 0, 0))
         draw.rectangle(box, outline=color, width=width)
         _label(draw, f"{n} {block.kind.value}", box, color)

@@ -47,7 +47,8 @@ MAX_CITATIONS_PER_SENTENCE = 2
 CANDIDATES_EMBEDDED = 6
 
 # [1], [1, 2], [1-3], [Source 1], [ID:1], 【1】, ^1: the forms models actually write.
-_MARKER = re.compile(r"\[\s*(?:sources?|source\s*id|id|doc(?:ument)?|ref)?\s*:?\s*(\d+(?:\s*(?:[,;]|-|–|and)\s*\d+)*)\s*\]"
+_MARKER = re.compile(r"\[\s*(?:sources?|source\s*id|id|doc(?:ument)?|ref)?\s*:?\s*"
+                     r"(\d+(?:\s*(?:[,;]|-|–|and)\s*\d+)*)\s*\]"
                      r"|【\s*(\d+)\s*】|\^(\d+)", re.IGNORECASE)
 _ANSWER_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|\n+")
 _NUMBER = re.compile(r"^\d[\d.,]*$")

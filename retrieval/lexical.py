@@ -42,7 +42,8 @@ STOPWORDS = frozenset().union(*STOPWORDS_BY_LANGUAGE.values())
 # CJK question and function words, as the bigrams the sparse terms cut them into.
 CJK_STOP = frozenset("""什么 哪些 哪个 哪里 多少 怎么 怎样 如何 是否 为什 么是 么时 请问 可以 是什 的是 中的
     哪一 一个 这个 那个 有哪 有多 是多 什麼 們的 何が 何を 何で 何の 何か 何と 何年 何日 何時 どの どこ どれ
-    だれ いつ なに 무엇 어떤 어떻 어디 언제 얼마 누구 입니 니까 습니 합니 있습 인가 나요 까요 되나 는가 무슨 에서""".split())
+    だれ いつ なに 무엇 어떤 어떻 어디 언제 얼마 누구 입니 니까 습니 합니 있습 인가 나요
+    까요 되나 는가 무슨 에서""".split())
 _CJK_PAIR = re.compile(r"^[\u3040-\u9fff\uac00-\ud7af]{2}$")
 JOIN_WEIGHT = 0.2
 _HAN_RUN = re.compile(r"[\u4e00-\u9fff]{2,}")

@@ -74,7 +74,8 @@ _WANTS_COMMAND = re.compile(
 _ANAPHOR = re.compile(r"(they|it|its|this|these|those|he|she|their|such|il|elle|ils|elles|ce|cette|ces|er|sie|es|"
                       r"dies|diese|dieser|dieses)\b|它|其|这|该|此|それ|これ|この|その|그|이것", re.IGNORECASE)
 _CODE_START = re.compile(r"\s*([$>%#]\s|:\w|--?[A-Za-z]|[\w.-]+\s+-{1,2}\w|[\w.]+\(|[\w.$]+\s*(<-|=)\s)")
-_CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
+_CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|"
+                   r"[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
 _WANTS_TIME = re.compile(
     r"\b(when|what (year|date|time|day)|which (year|date|day)|quand|en quelle année|quelle date|wann|"
     r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)

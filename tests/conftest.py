@@ -15,7 +15,10 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-CORPUS = next((p for p in (Path(os.environ.get("DOCGROUND_CORPUS", "/nonexistent")), Path(__file__).resolve().parents[2] / "shared" / "eval" / "corpus", Path("/work/shared/eval/corpus")) if p.exists()), Path("/work/shared/eval/corpus"))
+CORPUS = next((p for p in (Path(os.environ.get("DOCGROUND_CORPUS", "/nonexistent")),
+                           Path(__file__).resolve().parents[2] / "shared" / "eval" / "corpus",
+                           Path("/work/shared/eval/corpus")) if p.exists()),
+              Path("/work/shared/eval/corpus"))
 
 
 def corpus_file(relative: str) -> Path:

@@ -45,7 +45,8 @@ HELVETICA = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
 def form_bomb_pdf(depth: int = 12, fanout: int = 10, readable_page: bool = False) -> bytes:
     """A page whose form draws a form `fanout` times, `depth` levels deep: fanout**depth strokes from
     about 3 KB (10**12: MuPDF would need days). With `readable_page`, an ordinary page comes first."""
-    # objects: 1 catalog, 2 pages, 3 font, 4 bomb page, 5 its content, 6.. forms (6 is the top one), then the readable page
+    # objects: 1 catalog, 2 pages, 3 font, 4 bomb page, 5 its content, 6.. forms (6 is the top one),
+    # then the readable page
     first_form = 6
     forms = []
     for level in range(depth):
@@ -81,7 +82,8 @@ def huge_image_pdf(width: int = 60_000, height: int = 60_000) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R /Resources << /XObject << /Im 5 0 R >> >> >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R "
+         b"/Resources << /XObject << /Im 5 0 R >> >> >>"),
         stream("", b"q 300 0 0 300 0 0 cm /Im Do Q"),
         stream(f"/Type /XObject /Subtype /Image /Width {width} /Height {height} /ColorSpace /DeviceGray "
                "/BitsPerComponent 8 /Filter /FlateDecode", pixels),
@@ -95,7 +97,8 @@ def many_pages_pdf(pages: int) -> bytes:
     kids = " ".join(f"{first_page + i} 0 R" for i in range(pages))
     objects = [b"<< /Type /Catalog /Pages 2 0 R >>", f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode(),
                HELVETICA, stream("", text_content("One of very many pages"))]
-    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R /Resources << /Font << /Helv 3 0 R >> >> >>"
+    page = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R "
+            b"/Resources << /Font << /Helv 3 0 R >> >> >>")
     return raw_pdf(objects + [page] * pages)
 
 
@@ -193,7 +196,8 @@ def font_bomb_pdf(inflated_mb: int = 200) -> bytes:
     return raw_pdf([
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R /Resources << /Font << /Helv 5 0 R >> >> >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 300] /Contents 4 0 R "
+         b"/Resources << /Font << /Helv 5 0 R >> >> >>"),
         stream("", text_content("Text in a font that inflates to hundreds of megabytes")),
         b"<< /Type /Font /Subtype /TrueType /BaseFont /Bomb /FirstChar 32 /LastChar 126 /FontDescriptor 6 0 R >>",
         (b"<< /Type /FontDescriptor /FontName /Bomb /Flags 32 /FontBBox [0 0 1000 1000] /ItalicAngle 0 /Ascent 800 "

@@ -39,7 +39,8 @@ def test_stand_in_only_for_a_missing_module_and_gone_after_cleanup(clean):
     assert run.is_dir() and os.environ[gpu_ocr.RUN_DIR_ENV] == str(run)
     assert gpu_ocr.run_dir() == run  # one folder per run
     stubs = run / "stubs"
-    written = gpu_ocr.write_stand_ins(stubs, {ABSENT: "VALUE = 42\n", "filetype": "def guess(data):\n    return None\n"})
+    written = gpu_ocr.write_stand_ins(stubs, {ABSENT: "VALUE = 42\n",
+                                              "filetype": "def guess(data):\n    return None\n"})
 
     assert written == [ABSENT]
     assert sorted(p.name for p in stubs.iterdir()) == [f"{ABSENT}.py"]  # never a stand-in for filetype

@@ -87,7 +87,8 @@ def test_tables_stay_whole_and_oversized_tables_repeat_their_header():
         lines, pos = [], 0
         for i, r in enumerate([header] + rows):
             start = md.index(r, pos)
-            lines.append(Line(bbox=(0.1, 0.1 + i * 0.02, 0.9, 0.115 + i * 0.02), start=start + 2, end=start + len(r) - 2))
+            lines.append(Line(bbox=(0.1, 0.1 + i * 0.02, 0.9, 0.115 + i * 0.02), start=start + 2,
+                              end=start + len(r) - 2))
             pos = start + len(r)
         block = Block(id="d-p1-b1", page=1, kind=BlockKind.table, markdown=md, bbox=(0.1, 0.1, 0.9, 0.4), lines=lines)
         lay = make_layouts([[(BlockKind.text, ["intro sentence before the table"])]])[0]
@@ -122,8 +123,10 @@ def test_chunk_ids_are_stable_and_depend_on_the_pipeline():
     assert not set(first) & {c.id for c in chunker.chunk(layouts, "d", "fp2")}
 
 
-line_text = st.text(alphabet=st.sampled_from("abc xyz-文字한국 .,"), min_size=1, max_size=40).map(str.strip).filter(bool)
-block = st.tuples(st.sampled_from([BlockKind.text, BlockKind.heading, BlockKind.list, BlockKind.code, BlockKind.caption]),
+line_text = (st.text(alphabet=st.sampled_from("abc xyz-文字한국 .,"), min_size=1, max_size=40)
+             .map(str.strip).filter(bool))
+block = st.tuples(st.sampled_from([BlockKind.text, BlockKind.heading, BlockKind.list, BlockKind.code,
+                                   BlockKind.caption]),
                   st.lists(line_text, min_size=1, max_size=6))
 
 

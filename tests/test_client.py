@@ -109,7 +109,8 @@ def test_the_client_covers_every_v1_operation(server):
     live, _ = server
     with DocgroundClient(live.url, api_key=ADMIN) as admin:
         schema = admin.http.get("/openapi.json").json()
-    served = {(method.upper(), path) for path, ops in schema["paths"].items() if path.startswith("/v1/") for method in ops}
+    served = {(method.upper(), path) for path, ops in schema["paths"].items() if path.startswith("/v1/")
+              for method in ops}
     placeholders = {"kb": "{kb}", "document_id": "{document_id}", "page": "{page}", "name": "x", "question": "q",
                     "top_k": 5, "mode": "auto", "file": b"x", "filename": None, "idempotency_key": None,
                     "dpi": 110, "boxes": None, "stream": False, "content_format": "markdown",

@@ -59,7 +59,8 @@ def test_recorded_file_parses_whole():
     assert len(grounded) == text.count("<|ref|>") == 13
     blocks = to_blocks(grounded, page=1, document_id="d")
     kinds = [b.kind for b in blocks]
-    assert kinds.count(BlockKind.heading) == 6 and kinds.count(BlockKind.text) == 6 and kinds.count(BlockKind.figure) == 1
+    assert (kinds.count(BlockKind.heading) == 6 and kinds.count(BlockKind.text) == 6
+            and kinds.count(BlockKind.figure) == 1)
     assert blocks[-1].markdown == "查看更多深度评论" and blocks[-1].bbox == box999(592, 920, 720, 954)
 
 

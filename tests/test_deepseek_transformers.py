@@ -105,7 +105,8 @@ def test_engine_on_the_transformers_backend_records_why_the_page_failed(backend)
     (layout,) = DeepseekOcr2Engine(backend, attempts=ladder(max_tokens=8)).parse_many(
         [ImagePage(1, page_image(0), 72.0)], "doc")
     assert layout.engine == "deepseek-ocr2" and layout.blocks == []
-    assert layout.reason.startswith("DeepSeek-OCR-2 failed: ") and "no text layer and no fallback engine" in layout.reason
+    assert (layout.reason.startswith("DeepSeek-OCR-2 failed: ")
+            and "no text layer and no fallback engine" in layout.reason)
     assert layout.outcome is PageOutcome.UNREAD
 
 

@@ -46,7 +46,8 @@ def test_backend_generates_every_page():
     backend = VllmBackend(os.environ["DOCGROUND_TEST_VLLM_MODEL"], load_format="dummy", preprocess_workers=2,
                           max_num_seqs=8, gpu_memory_utilization=0.5)
     try:
-        requests = [PageRequest(Image.new("RGB", (800, 1100), "white"), GROUNDING, Sampling(max_tokens=8, ignore_eos=True))
+        requests = [PageRequest(Image.new("RGB", (800, 1100), "white"), GROUNDING,
+                                Sampling(max_tokens=8, ignore_eos=True))
                     for _ in range(4)]
         gens = backend.generate(requests)
     finally:

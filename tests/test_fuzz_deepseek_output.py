@@ -31,7 +31,8 @@ from .citecheck import assert_block_on_page
 
 pytestmark = pytest.mark.timeout(120)
 
-WORDS = ["harbour", "tide", "keeper", "ledger", "cargo", "quay", "crane", "vessel", "港口", "潮汐", "항구", "ñandú", "zürich", "façade"]
+WORDS = ["harbour", "tide", "keeper", "ledger", "cargo", "quay", "crane", "vessel", "港口", "潮汐", "항구",
+         "ñandú", "zürich", "façade"]
 TEXT_LABELS = [label for label, kind in LABEL_KINDS.items() if kind not in (BlockKind.figure, BlockKind.table)]
 
 

@@ -51,9 +51,11 @@ def handwritten_pdf() -> bytes:
     return raw_pdf([
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R 5 0 R] /Count 2 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R /Resources << /Font << /Helv 6 0 R >> >> >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 4 0 R "
+         b"/Resources << /Font << /Helv 6 0 R >> >> >>"),
         stream("", text_content(VISIBLE_TEXT)),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 300] /Rotate 90 /Contents 4 0 R /Resources << /Font << /Helv 6 0 R >> >> >>",
+        (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 300] /Rotate 90 /Contents 4 0 R "
+         b"/Resources << /Font << /Helv 6 0 R >> >> >>"),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ])
 

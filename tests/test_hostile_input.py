@@ -237,7 +237,8 @@ def test_the_same_file_twice_returns_the_existing_document(service, client, good
     again = service.ingest(MAIN, "copy-of-good.pdf", good["data"])
     assert (again.document_id, again.status, again.chunks) == (good["document"].document_id, "ready",
                                                                good["document"].chunks)
-    r = client.post(f"/v1/knowledge-bases/{MAIN}/documents", files={"file": ("good.pdf", good["data"], "application/pdf")})
+    r = client.post(f"/v1/knowledge-bases/{MAIN}/documents",
+                    files={"file": ("good.pdf", good["data"], "application/pdf")})
     assert r.status_code == 202 and r.json() == {"document_id": good["document"].document_id, "status": "ready"}
     assert len(service.registry.jobs(("queued", "parsing", "indexing", "indexable", "done", "failed"))) == jobs
     assert service.registry.document(good["document"].document_id).filename == "good.pdf"
@@ -368,7 +369,8 @@ def child_processes() -> set[int]:
 # ---- last: what was indexed before all of the above answers exactly as before
 def test_the_good_document_answers_exactly_as_before(service, client, good):
     assert service.query(MAIN, good["question"]).model_dump(mode="json") == good["answer"]
-    assert client.post(f"/v1/knowledge-bases/{MAIN}/query", json={"query": good["question"]}).json() == good["http_answer"]
+    assert (client.post(f"/v1/knowledge-bases/{MAIN}/query", json={"query": good["question"]}).json()
+            == good["http_answer"])
     assert service.store(MAIN).count() == good["chunks"]
     doc = service.registry.document(good["document"].document_id)
     assert (doc.status, doc.chunks, doc.error) == ("ready", good["document"].chunks, None)

@@ -160,7 +160,8 @@ def test_the_admin_key_sees_every_knowledge_base(server):
 def test_no_key_or_a_wrong_key_gets_no_mcp_session(server):
     live, _, _ = server
     hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+             "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "0"}}}
     accept = {"Accept": "application/json, text/event-stream"}
     assert httpx.post(live.url + "/mcp", json=hello, headers=accept).status_code == 401
     wrong = httpx.post(live.url + "/mcp", json=hello, headers=accept | {"Authorization": "Bearer dgk_nope"})

@@ -41,7 +41,8 @@ def test_metrics_report_ingest_queue_and_query_latency(tmp_path, embedder):
     assert after[("docground_query_seconds_count", ())] == 3  # answered queries only
     assert after[("docground_query_seconds_sum", ())] > 0
     route = "/v1/knowledge-bases/{kb}/query"
-    assert after[("docground_http_request_seconds_count", (("method", "POST"), ("route", route), ("status", "404")))] == 1
+    assert after[("docground_http_request_seconds_count",
+                  (("method", "POST"), ("route", route), ("status", "404")))] == 1
     assert after[("docground_queue_depth", ())] == 1
     assert after[("docground_queue_pages", ())] == 5
     assert after[("docground_ingest_pages_total", ())] == 5

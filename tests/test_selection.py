@@ -111,4 +111,5 @@ def test_code_is_cited_without_its_introduction_and_prose_sentences_stay_apart()
     prose = ("The survey measured nitrate at forty stations between 2001 and 2004. Nitrate levels fell by twelve "
              "percent over the study period.")
     found = selection.candidates("How much did nitrate levels fall in the survey?", [_hit(prose)])
-    assert [c.text for c in selection.chosen(found, 3)][0] == "Nitrate levels fell by twelve percent over the study period."
+    assert ([c.text for c in selection.chosen(found, 3)][0]
+            == "Nitrate levels fell by twelve percent over the study period.")

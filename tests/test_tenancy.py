@@ -144,7 +144,8 @@ def test_upload_is_scoped_and_limited_by_size_and_pages(tmp_path, embedder):
         sized = client.post("/v1/knowledge-bases/alpha/documents", files={"file": ("big.pdf", big)},
                             headers=bearer(key))
         assert sized.status_code == 413 and sized.json()["code"] == "payload_too_large"
-        chunked = client.post("/v1/knowledge-bases/alpha/query", headers=bearer(key) | {"content-type": "application/json"},
+        chunked = client.post("/v1/knowledge-bases/alpha/query",
+                              headers=bearer(key) | {"content-type": "application/json"},
                               content=iter([b'{"query": "', b"x" * (60 * 1024), b'"}']))
         assert chunked.status_code == 413 and chunked.json()["code"] == "payload_too_large"
     service.close()

@@ -52,7 +52,8 @@ def screenshot(url: str, tmp_path, size=(1200, 1000)) -> np.ndarray:
         pytest.skip("Debian's chromium is not installed (make install installs it)")
     out = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1",
+                    "--disable-component-update", "--no-first-run", "--hide-scrollbars",
+                    "--force-device-scale-factor=1",
                     f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={size[0]},{size[1]}",
                     "--virtual-time-budget=20000", f"--screenshot={out}", url],
                    check=True, capture_output=True, timeout=120)

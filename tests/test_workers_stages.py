@@ -90,7 +90,8 @@ def test_pages_are_first_writer_wins_and_the_count_misses_none(registry):
     job = registry.register(a_document(pages=24), "fp1").job
 
     def complete(i: int) -> int:
-        pages = [Page(page=n, engine="e", engine_version="1", blocks=1, layout=f"first-{n}") for n in range(i + 1, 25, 8)]
+        pages = [Page(page=n, engine="e", engine_version="1", blocks=1, layout=f"first-{n}")
+                 for n in range(i + 1, 25, 8)]
         return registry.complete_pages("d1", "fp1", pages)
 
     at_once(8, complete)
