@@ -110,7 +110,7 @@ def main() -> None:
         sys.exit(f"evaluation corpus not found at {CORPUS}")
     kwargs = {"dpi": args.dpi} if args.dpi else {}
     engine = TesseractEngine(languages=args.languages, workers=args.workers, **kwargs)
-    print(f"tesseract {engine.version}, languages {args.languages}, render {engine.dpi} DPI, "
+    print(f"tesseract {engine.version}, languages {args.languages}, render at most {engine.dpi} DPI (by text size), "
           f"{engine.workers} workers; scans at {SCAN_DPI} DPI")
     rows = [measure(engine, label, [born_digital(f, pages) for f, pages in files]) for label, files in SETS]
     rows += [measure(engine, label, [real_scan(file, transcript)]) for label, file, transcript in REAL_SCANS]

@@ -3,7 +3,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from docground.retrieval import sparse
-from docground.retrieval.store import EdgeStore, IndexedChunk, ServerStore
+from docground.retrieval.store import DENSE, SPARSE, EdgeStore, IndexedChunk, ServerStore, bounded
 
 DIM = 8
 
@@ -99,4 +99,38 @@ def test_optimize_builds_the_index_and_search_still_finds_everything(tmp_path):
     assert s.count() == n
     hits = s.search(vectors[12345], ([], []), limit=1)
     assert hits[0].payload["text"] == "text number 12345"
+    s.close()
+
+
+def test_long_sparse_queries_keep_their_heaviest_terms():
+    ids, weights = list(range(50)), [0.3 if i % 2 else 1.0 for i in range(50)]
+    kept_ids, kept_weights = bounded((ids, weights), 30)
+    assert kept_ids == sorted(kept_ids) and len(kept_ids) == 30
+    assert set(range(0, 50, 2)) <= set(kept_ids)  # every heavy term
+    assert kept_weights == [weights[i] for i in kept_ids]
+    assert bounded(([3, 1], [1.0, 0.3]), 30) == ([3, 1], [1.0, 0.3])
+
+
+def test_a_shard_made_before_quantization_loads_and_searches(tmp_path):
+    """A shard created with the earlier configuration (float vectors only) opens with today's store,
+    searches and optimizes as before."""
+    import qdrant_edge as q
+
+    dim, n = 384, 12000
+    vectors = np.random.default_rng(2).normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    old = q.EdgeShard.create(str(tmp_path / "old"), q.EdgeConfig(
+        vectors={DENSE: q.EdgeVectorParams(size=dim, distance=q.Distance.Cosine)},
+        sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)}))
+    points = [q.Point(f"00000000-0000-0000-0000-{i:012d}", {DENSE: v.tolist(), SPARSE: q.SparseVector([i], [1.0])},
+                      {"document_id": "d", "text": f"text number {i}"}) for i, v in enumerate(vectors)]
+    for i in range(0, n, 1000):
+        old.update(q.UpdateOperation.upsert_points(points[i:i + 1000]))
+    old.flush()
+    old.close()
+    s = EdgeStore(tmp_path / "old", dim)
+    assert s.count() == n
+    assert s.search(vectors[777], ([], []), limit=1)[0].payload["text"] == "text number 777"
+    assert s.optimize() is True
+    assert s.search(vectors[9001], ([9001], [1.0]), limit=1)[0].payload["text"] == "text number 9001"
     s.close()

@@ -6,9 +6,17 @@ Tesseract's paragraphs become blocks whose lines keep their boxes, mapped back t
 Orientation and languages are settled cheaply: a page is first read turned as, and in the languages that,
 the document's earlier pages were read best (upright, in English for a first page). Only when that reading
 is unsure or runs sideways does Tesseract's orientation and script detection run, and the page is read
-again turned and/or in the script's languages; the more confident reading wins. Pages of a batch are read in parallel threads (tesserocr releases the GIL), as
-many as the cores and the memory budget allow; rendering stays on the calling thread because PyMuPDF
-documents must not be used from several threads.
+again turned and/or in the script's languages; the more confident reading wins.
+
+A page is rendered at the resolution its text needs: the size of its text lines, measured on a cheap
+low-resolution render, scales the configured resolution down for body text and larger print, which
+need fewer pixels; small print keeps the configured resolution.
+
+Pages of a batch are read in parallel threads (tesserocr releases the GIL), as many as the cores and the
+memory budget allow, each thread keeping its Tesseract instances warm. A page read while cores would
+otherwise idle (a document's first page, which settles the others' languages and turn, or the last
+pages of a batch) is cut into horizontal bands at blank rows and its bands are read at once. Rendering
+stays on the calling thread because PyMuPDF documents must not be used from several threads.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 # Tesseract built with OpenMP (as Debian's is) thrashes when pages are already read in parallel; the
@@ -39,7 +48,7 @@ from ..processors.orientation import Upright, correction, detect_rotation
 from ..processors.reading_order import reading_order
 from ..providers import SourcePage
 from ..schema import BBox, PageLayout
-from .base import block_id
+from .base import PageEngine, block_id
 
 TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
 DEFAULT_LANGUAGES = "eng"
@@ -65,6 +74,21 @@ MAX_PIXELS = 25_000_000
 # Tesseract estimates it better from the text itself.
 MIN_KNOWN_PPI = 100
 DOCUMENTS_REMEMBERED = 64
+# Resolution from the text's size: the configured resolution is the one for lines this tall (points, as
+# `line_height` measures them), scaled for the page's own within these shares of it. 10 pt Latin body
+# text measures about 7.2 and is read at 0.85 of it, as accurately as at the full resolution on
+# bench/ocr_cpu.py's pages. The floor is for CJK, whose glyphs fill their line, so it measures taller
+# than Latin text of the same size but needs as many pixels; the ceiling because Tesseract reads some
+# pages worse, not better, above the configured resolution (it is the most a page is rendered at).
+REFERENCE_LINE_PT = 6.2
+DPI_RANGE = (0.85, 1.0)
+PROBE_DPI = 100  # the text's size is measured on a render this coarse
+PROBE_STRIPS = 12  # narrow strips keep a slightly askew line's run short
+MIN_RUNS = 8  # fewer measured lines than this: no estimate, the configured resolution
+# Bands a page may be cut into when cores would idle: cut only at a blank stretch of rows at least this
+# tall, in the middle part of the text, so no line is cut and each band has work.
+MIN_CUT_ROWS = 3
+CUT_REACH = 0.4  # of a band's share of the text's height, either side of where an even cut would be
 
 
 @dataclass
@@ -106,7 +130,7 @@ class Reading:
         return sum(len(ln.text) for ln in self.lines if ln.vertical) > 0.5 * self.chars
 
 
-class TesseractEngine:
+class TesseractEngine(PageEngine):
     name = "tesseract"
 
     def __init__(self, tessdata: Path = TESSDATA, languages: str = "auto", dpi: int = 200, workers: int = 0,
@@ -128,6 +152,7 @@ class TesseractEngine:
         self.version = "1+" + tesserocr.tesseract_version().split()[1]
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
+        self._band_pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._hints: OrderedDict[str, Hint] = OrderedDict()
 
@@ -136,19 +161,22 @@ class TesseractEngine:
         return self.parse_many([page], document_id)[0]
 
     def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
-        """Pages read in parallel; at most one rendered image per reading thread waits in memory."""
+        """Pages read in parallel; at most one rendered image per reading thread waits in memory. A page
+        read while fewer pages than workers are left is read in bands, so that no core idles."""
         results: list[PageLayout | None] = [None] * len(pages)
         todo = list(enumerate(pages))
         pool = self._executor()  # Tesseract instances live in its threads only, whoever calls
         if todo and document_id not in self._hints:
             # The first page settles the document's languages and turn, so that the others start with them.
             i, page = todo.pop(0)
-            results[i] = pool.submit(self._parse_image, self._render(page), _PageInfo.of(page), document_id).result()
+            results[i] = pool.submit(self._parse_image, self._render(page), _PageInfo.of(page), document_id,
+                                     self.workers).result()
         pending: dict[Future, int] = {}
-        for i, page in todo:
+        for n, (i, page) in enumerate(todo):
             while len(pending) >= self.workers:
                 self._collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
-            pending[pool.submit(self._parse_image, self._render(page), _PageInfo.of(page), document_id)] = i
+            bands = self.workers if len(todo) - n < self.workers else 1
+            pending[pool.submit(self._parse_image, self._render(page), _PageInfo.of(page), document_id, bands)] = i
         while pending:
             self._collect(wait(pending, return_when=FIRST_COMPLETED).done, pending, results)
         return results  # type: ignore[return-value]
@@ -161,12 +189,35 @@ class TesseractEngine:
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tesseract")
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tesseract",
+                                                initializer=self._warm)
+                # Bands of a page are read here while the page's own thread reads its first band. Band
+                # tasks never wait on other tasks, so the two pools cannot deadlock each other.
+                self._band_pool = ThreadPoolExecutor(max(1, self.workers - 1), thread_name_prefix="tesseract-band",
+                                                     initializer=self._warm)
             return self._pool
 
+    def _warm(self) -> None:
+        """Load the first reading's Tesseract instance as the thread starts: later pages find it ready."""
+        self._api(self._hint_for("").languages)
+
+    def dpi_for(self, page: SourcePage) -> int:
+        """The resolution the page's text needs: the configured one, less for text large enough."""
+        try:
+            probe = page.render(PROBE_DPI)
+        except Exception:  # noqa: BLE001 - the real render below raises what the caller should see
+            return self.dpi
+        size = line_height(np.asarray(probe.convert("L")))
+        if size is None:
+            return self.dpi
+        line_pt = size * page.width_pt / probe.width  # the probe's pixels back to points
+        scale = min(DPI_RANGE[1], max(DPI_RANGE[0], REFERENCE_LINE_PT / max(line_pt, 1e-6)))
+        return round(self.dpi * scale)
+
     def _render(self, page: SourcePage) -> Image.Image:
-        at_dpi = page.width_pt * page.height_pt * (self.dpi / 72) ** 2
-        dpi = self.dpi if at_dpi <= MAX_PIXELS else int(self.dpi * (MAX_PIXELS / at_dpi) ** 0.5)
+        wanted = self.dpi_for(page)
+        at_dpi = page.width_pt * page.height_pt * (wanted / 72) ** 2
+        dpi = wanted if at_dpi <= MAX_PIXELS else int(wanted * (MAX_PIXELS / at_dpi) ** 0.5)
         image = page.render(dpi)  # an image page may come back at its own resolution
         if image.width * image.height > MAX_PIXELS:
             scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
@@ -174,10 +225,10 @@ class TesseractEngine:
         return image.convert("L")
 
     # ---- one page
-    def _parse_image(self, image: Image.Image, info: _PageInfo, document_id: str) -> PageLayout:
+    def _parse_image(self, image: Image.Image, info: _PageInfo, document_id: str, bands: int = 1) -> PageLayout:
         ppi = round(image.width * 72 / info.width_pt)
         hint = self._hint_for(document_id)
-        reading = self._read(image, correction(image, hint.rotation), hint.languages, ppi)
+        reading = self._read(image, correction(image, hint.rotation), hint.languages, ppi, bands)
         if reading.confidence < CONFIDENT or reading.sideways:
             retry = self._reread(image, reading, ppi)
             if retry is not None and _better(retry, reading):
@@ -198,16 +249,36 @@ class TesseractEngine:
             return None
         return self._read(image, correction(image, guess.rotation), languages, ppi)
 
-    def _read(self, image: Image.Image, upright: Upright, languages: str, ppi: int) -> Reading:
-        api = self._api(languages)
-        api.SetImage(upright.apply(image))
+    def _read(self, image: Image.Image, upright: Upright, languages: str, ppi: int, bands: int = 1) -> Reading:
+        """One reading of the page; in `bands` horizontal bands read at once when the page can be cut
+        between lines (never for vertical scripts, whose lines a horizontal cut would halve)."""
+        pixels = upright.apply(image)
+        reading = Reading(upright, languages)
+        cuts = band_cuts(np.asarray(pixels), bands) if bands > 1 and "_vert" not in languages else []
+        if not cuts:
+            self._read_band(reading, pixels, 0, ppi)
+            return reading
+        edges = [0, *cuts, pixels.height]
+        parts = [Reading(upright, languages) for _ in cuts]
+        band_pool = self._band_pool
+        others = [band_pool.submit(self._read_band, part, pixels.crop((0, top, pixels.width, bottom)), top, ppi)
+                  for part, top, bottom in zip(parts, edges[1:-1], edges[2:], strict=True)]
+        self._read_band(reading, pixels.crop((0, 0, pixels.width, edges[1])), 0, ppi)
+        for part, future in zip(parts, others, strict=True):
+            future.result()
+            reading.lines.extend(part.lines)
+        return reading
+
+    def _read_band(self, reading: Reading, pixels: Image.Image, top: int, ppi: int) -> None:
+        """Tesseract's lines of one band of the upright image into the reading, in the whole image's pixels."""
+        api = self._api(reading.languages)
+        api.SetImage(pixels)
         if ppi >= MIN_KNOWN_PPI:
             api.SetSourceResolution(ppi)
         api.Recognize()
-        reading = Reading(upright, languages)
         iterator = api.GetIterator()
         if iterator is None:
-            return reading
+            return
         line: OcrLine | None = None
         words: list[tuple[str, tuple[int, int, int, int]]] = []
         for r in iterate_level(iterator, RIL.WORD):
@@ -216,7 +287,8 @@ class TesseractEngine:
             if line is None or r.IsAtBeginningOf(RIL.TEXTLINE):
                 # A paragraph that began on a line dropped as noise begins on the next one.
                 carried = line is not None and not self._keep(reading, line, words) and line.paragraph_start
-                line = OcrLine(text="", box=r.BoundingBox(RIL.TEXTLINE), confidence=r.Confidence(RIL.TEXTLINE),
+                x0, y0, x1, y1 = r.BoundingBox(RIL.TEXTLINE)
+                line = OcrLine(text="", box=(x0, y0 + top, x1, y1 + top), confidence=r.Confidence(RIL.TEXTLINE),
                                row_height=float(r.RowAttributes()["row_height"]),
                                paragraph_start=carried or r.IsAtBeginningOf(RIL.PARA),
                                vertical=r.Orientation()[1] == WritingDirection.TOP_TO_BOTTOM)
@@ -224,7 +296,6 @@ class TesseractEngine:
             words.append((r.GetUTF8Text(RIL.WORD) or "", r.BoundingBox(RIL.WORD)))
         if line is not None:
             self._keep(reading, line, words)
-        return reading
 
     @staticmethod
     def _keep(reading: Reading, line: OcrLine, words: list) -> bool:
@@ -287,7 +358,7 @@ class TesseractEngine:
         return apis[languages]
 
     def _osd(self):
-        if not hasattr(self._local, "osd"):
+        if getattr(self._local, "osd", None) is None:  # one per reading thread
             self._local.osd = PyTessBaseAPI(path=str(self.tessdata), lang="osd", psm=PSM.OSD_ONLY)
         return self._local.osd
 
@@ -365,6 +436,59 @@ def _describe(reading: Reading) -> str:
         parts.append(f"levelled {skew:+.2f}°")
     parts.append(f"confidence {reading.confidence / 100:.2f}")
     return ", ".join(parts)
+
+
+def _dark(gray: np.ndarray) -> np.ndarray:
+    return gray < min(128.0, float(gray.mean()) - 2 * float(gray.std()) / 3)
+
+
+def _runs(inked: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of True in a 1-D mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], inked.astype(np.int8), [0]))))
+    return edges[1::2] - edges[::2]
+
+
+def line_height(gray: np.ndarray) -> float | None:
+    """The typical height (pixels) of a page image's text lines (about three quarters of the font size for
+    Latin text); None when there are too few lines to tell.
+
+    Lines run along whichever direction, rows or columns, shows the more contrasted ink profile across
+    narrow strips (a page turned a quarter has lines of columns); their heights are the runs of inked
+    rows (columns) in those strips."""
+    dark = _dark(gray)
+    best: tuple[float, np.ndarray] | None = None
+    for ink in (dark, dark.T):
+        strips = np.array_split(ink, PROBE_STRIPS, axis=1)
+        profiles = [p for p in (strip.sum(axis=1) for strip in strips) if p.any()]
+        if not profiles:
+            return None
+        contrast = float(np.mean([p.std() / p.mean() for p in profiles]))
+        if best is None or contrast > best[0]:
+            best = (contrast, np.concatenate([_runs(strip.any(axis=1)) for strip in strips]))
+    runs = best[1][best[1] >= 2]  # a one-pixel run is a speck or a rule
+    return float(np.median(runs)) if len(runs) >= MIN_RUNS else None
+
+
+def band_cuts(gray: np.ndarray, bands: int) -> list[int]:
+    """Rows at which an upright page image can be cut into `bands` bands without cutting a line of text:
+    for each cut, the widest blank stretch of rows across the whole width in the middle of its band's
+    share of the text; fewer cuts (none) where there is no such stretch."""
+    inked = _dark(gray).sum(axis=1) > max(2, gray.shape[1] // 500)  # a few specks leave a row blank
+    rows = np.flatnonzero(inked)
+    if len(rows) == 0:
+        return []
+    first, last = int(rows[0]), int(rows[-1])
+    blank = ~inked
+    ends = np.flatnonzero(np.diff(np.concatenate(([0], blank.astype(np.int8), [0]))))
+    stretches = [(int(a), int(b)) for a, b in zip(ends[::2], ends[1::2], strict=True) if b - a >= MIN_CUT_ROWS]
+    cuts = []
+    share = (last - first) / bands
+    for k in range(1, bands):
+        lo, hi = first + share * (k - CUT_REACH), first + share * (k + CUT_REACH)
+        inside = [(b - a, (a + b) // 2) for a, b in stretches if lo <= (a + b) / 2 <= hi and a > first and b <= last]
+        if inside:
+            cuts.append(max(inside)[1])
+    return sorted(set(cuts))
 
 
 def installed_languages(tessdata: Path) -> set[str]:
