@@ -63,18 +63,15 @@ def cjk_pdf() -> bytes:
     return doc.tobytes()
 
 
-def table_pdf() -> tuple[bytes, list[list[str]]]:
-    rows = [["Region", "Revenue", "Growth"], ["North", "1,204", "3.1%"], ["South", "987", "-0.4%"],
-            ["East", "2,310", "7.9%"], ["West", "1,555", "2.2%"]]
-    doc = pymupdf.open()
-    page = doc.new_page(width=A4[0], height=A4[1])
-    page.insert_text((72, 80), "Quarterly figures are listed in the table below.", fontsize=11)
+QUARTERLY = [["Region", "Revenue", "Growth"], ["North", "1,204", "3.1%"], ["South", "987", "-0.4%"],
+             ["East", "2,310", "7.9%"], ["West", "1,555", "2.2%"]]
+
+
+def table_pdf(rows: list[list[str]] = QUARTERLY) -> tuple[bytes, list[list[str]]]:
+    """A fully ruled table between two sentences."""
+    doc, page = _page_opening_with("Quarterly figures are listed in the table below.", fontsize=11)
     x0, y0, cw, rh = 72, 100, 120, 22
-    for r, row in enumerate(rows):
-        for c, cell in enumerate(row):
-            rect = pymupdf.Rect(x0 + c * cw, y0 + r * rh, x0 + (c + 1) * cw, y0 + (r + 1) * rh)
-            page.draw_rect(rect, color=(0, 0, 0), width=0.7)
-            page.insert_text((rect.x0 + 4, rect.y1 - 7), cell, fontsize=10)
+    _ruled_rows(page, rows, (x0, y0, cw, rh), rule=0.7, baseline=7)
     page.insert_text((72, y0 + len(rows) * rh + 30), "The table ends the quarterly section.", fontsize=11)
     return doc.tobytes(), rows
 
@@ -117,18 +114,31 @@ def header_outside_grid_pdf() -> tuple[bytes, list[list[str]]]:
     """A ruled table body whose header row sits above the rules, unruled (as table finders miss it)."""
     rows = [["Source", "Tokens", "Docs"], ["Web pages", "3.71T", "2.95B"], ["Code", "83.0B", "78.7M"],
             ["Papers", "58.6B", "38.8M"], ["Math", "12.2B", "2.89M"]]
-    doc = pymupdf.open()
-    page = doc.new_page(width=A4[0], height=A4[1])
-    page.insert_text((72, 80), "The composition of the data is given below in detail.", fontsize=10)
+    doc, page = _page_opening_with("The composition of the data is given below in detail.", fontsize=10)
     x0, cw, rh, top = 72, 130, 18, 120
     for c, cell in enumerate(rows[0]):
         page.insert_text((x0 + c * cw + 4, top - 5), cell, fontsize=10)
-    for r, row in enumerate(rows[1:]):
-        for c, cell in enumerate(row):
-            rect = pymupdf.Rect(x0 + c * cw, top + r * rh, x0 + (c + 1) * cw, top + (r + 1) * rh)
-            page.draw_rect(rect, color=(0, 0, 0), width=0.6)
-            page.insert_text((rect.x0 + 4, rect.y1 - 5), cell, fontsize=10)
+    _ruled_rows(page, rows[1:], (x0, top, cw, rh), rule=0.6, baseline=5)
     return doc.tobytes(), rows
+
+
+def _page_opening_with(sentence: str, fontsize: float) -> tuple[pymupdf.Document, pymupdf.Page]:
+    """A one-page A4 document whose page starts with the sentence."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    page.insert_text((72, 80), sentence, fontsize=fontsize)
+    return doc, page
+
+
+def _ruled_rows(page, rows: list[list[str]], grid: tuple[float, float, float, float], rule: float,
+                baseline: float) -> None:
+    """Rows of cells, each in its own ruled box: grid is (left, top, cell width, row height)."""
+    x0, y0, cw, rh = grid
+    for r, row in enumerate(rows):
+        for c, cell in enumerate(row):
+            rect = pymupdf.Rect(x0 + c * cw, y0 + r * rh, x0 + (c + 1) * cw, y0 + (r + 1) * rh)
+            page.draw_rect(rect, color=(0, 0, 0), width=rule)
+            page.insert_text((rect.x0 + 4, rect.y1 - baseline), cell, fontsize=10)
 
 
 # Prose written for these tests: a title and three paragraphs per language, in PyMuPDF's built-in fonts.

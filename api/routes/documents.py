@@ -27,6 +27,7 @@ from docground.ingest.schema import Block, Chunk
 from docground.registry import Document
 from docground.workers.runner import make_runner
 
+from .. import models
 from ..errors import errors
 from ..models import (
     UPLOAD_MEDIA_TYPES,
@@ -34,9 +35,7 @@ from ..models import (
     DocumentAccepted,
     DocumentChunk,
     DocumentChunks,
-    DocumentDeleted,
     DocumentLayout,
-    DocumentList,
     DocumentPages,
     DocumentStatus,
     DocumentUpload,
@@ -172,20 +171,20 @@ def chunk_out(chunk: Chunk) -> DocumentChunk:
                          pages=chunk.pages, spans=spans)
 
 
-@router.get("/v1/knowledge-bases/{kb}/documents", response_model=DocumentList, operation_id="list_documents",
+@router.get("/v1/knowledge-bases/{kb}/documents", response_model=models.DocumentList, operation_id="list_documents",
             responses=errors(404, 422))
-def list_documents(kb: KbName, request: Request) -> DocumentList:
+def list_documents(kb: KbName, request: Request) -> models.DocumentList:
     registry = request.app.state.service.registry
     if registry.get_kb(kb) is None:
         raise NotFound(f"knowledge base {kb!r} does not exist")
-    return DocumentList(documents=[status_of(d) for d in registry.documents(kb)])
+    return models.DocumentList(documents=[status_of(d) for d in registry.documents(kb)])
 
 
-@router.delete("/v1/documents/{document_id}", response_model=DocumentDeleted, operation_id="delete_document",
+@router.delete("/v1/documents/{document_id}", response_model=models.DocumentDeleted, operation_id="delete_document",
                responses=errors(404, 409))
-def delete_document(document_id: str, request: Request) -> DocumentDeleted:
+def delete_document(document_id: str, request: Request) -> models.DocumentDeleted:
     request.app.state.service.delete_document(document_id)
-    return DocumentDeleted(document_id=document_id)
+    return models.DocumentDeleted(document_id=document_id)
 
 
 @router.get("/v1/documents/{document_id}/events", response_class=StreamingResponse, operation_id="document_events",
