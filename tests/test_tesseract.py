@@ -3,6 +3,7 @@ turned and tilted as scanners do. Every drawn line's text and box are known from
 
 import math
 
+import pymupdf
 import pytest
 from PIL import Image
 from rapidfuzz import fuzz
@@ -158,3 +159,24 @@ def test_a_scan_answers_with_citations_on_the_right_lines(service, rotation, ske
             assert fuzz.partial_ratio(best["text"], citation.quote) >= 85, (best["text"], citation.quote)
             cited.add(best["text"])
     assert target["text"] in cited
+
+
+MANUAL_ZH = [  # a Chinese manual page full of Latin command names: script detection tends to call it Latin
+    "使用 dpkg-buildpackage -us -uc 命令构建 Debian 软件包。",
+    "运行 debuild 或 pdebuild 时, lintian 会检查 debian/control 文件。",
+    "在 ~/.bashrc 中加入 alias dquilt=\"quilt --quiltrc=${HOME}/.quiltrc-dpkg\" 这一行。",
+    "然后执行 dh_make -f ../foo-1.0.tar.gz 生成 debian 目录。",
+    "上传之前请用 dput 和 ~/.dput.cf 配置文件检查 changes 文件。",
+    "软件包名最短长度两个字符, 它必须以字母开头。",
+]
+
+
+def test_a_chinese_page_full_of_latin_words_is_read_as_chinese(engine):
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    for n, line in enumerate(MANUAL_ZH):
+        page.insert_text((60, 90 + 28 * n), line, fontname="china-s", fontsize=12)
+    (layout,) = read_scan(engine, image_only_pdf(doc.tobytes(), 150), "manual-zh")
+    assert layout.reason.startswith("tesseract chi_sim"), layout.reason
+    text = "".join(b.markdown for b in layout.blocks)
+    assert fuzz.partial_ratio("软件包名最短长度两个字符", text.replace(" ", "")) > 80, text

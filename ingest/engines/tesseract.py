@@ -58,6 +58,11 @@ SCRIPT_LANGUAGES = {
     "Latin": "eng", "Han": "chi_sim+chi_sim_vert", "Japanese": "jpn+jpn_vert", "Katakana": "jpn+jpn_vert",
     "Hiragana": "jpn+jpn_vert", "Hangul": "kor", "Korean": "kor",
 }
+# Scripts a page that script detection calls Latin is also tried in, on this many of its lines;
+# another script's reading must be this many confidence points (0..100) better to be chosen.
+PROBED = ("Han", "Japanese", "Hangul")
+PROBE_LINES = 4
+PROBE_MARGIN = 10.0
 # Mean line confidence (0..100) from which a first reading is taken without checking orientation.
 CONFIDENT = 70.0
 # Between Hangul syllables Tesseract calls words, a gap this wide for the line's height is a word space.
@@ -243,11 +248,37 @@ class TesseractEngine(PageEngine):
         if guess is None:
             return None
         languages = first.languages
-        if self.fixed_languages is None and guess.script in SCRIPT_LANGUAGES:
+        upright = correction(image, guess.rotation)
+        if self.fixed_languages is None and guess.script in SCRIPT_LANGUAGES and guess.script != "Latin":
             languages = self._installed_or(SCRIPT_LANGUAGES[guess.script], languages)
+        elif self.fixed_languages is None:
+            languages = self._probe_scripts(image, first, ppi)
         if guess.rotation == first.rotation and languages == first.languages:
             return None
-        return self._read(image, correction(image, guess.rotation), languages, ppi)
+        return self._read(image, upright, languages, ppi)
+
+    def _probe_scripts(self, image: Image.Image, first: Reading, ppi: int) -> str:
+        """The languages, among the first reading's and the CJK scripts', that read a few of the page's lines
+        most confidently. Script detection calls a Chinese manual full of Latin command names "Latin" (with
+        little confidence), and English then reads it as noise: a few lines cost little to check."""
+        languages = first.languages
+        if not first.lines:
+            return languages
+        upright = first.upright  # the lines' frame
+        pixels = upright.apply(image)
+        middle = sorted(first.lines, key=lambda ln: ln.box[1])[len(first.lines) // 2:][:PROBE_LINES]
+        top, bottom = min(ln.box[1] for ln in middle), max(ln.box[3] for ln in middle)
+        band = pixels.crop((0, max(0, top - 4), pixels.width, min(pixels.height, bottom + 4)))
+        best, best_confidence = languages, -1.0
+        for candidate in dict.fromkeys([languages, *(self._installed_or(SCRIPT_LANGUAGES[s], "") for s in PROBED)]):
+            if not candidate:
+                continue
+            probe = Reading(upright, candidate)
+            self._read_band(probe, band, top, ppi)
+            margin = 0.0 if candidate == languages else PROBE_MARGIN
+            if probe.confidence > best_confidence + margin:
+                best, best_confidence = candidate, probe.confidence
+        return best
 
     def _read(self, image: Image.Image, upright: Upright, languages: str, ppi: int, bands: int = 1) -> Reading:
         """One reading of the page; in `bands` horizontal bands read at once when the page can be cut
