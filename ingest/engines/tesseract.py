@@ -154,7 +154,7 @@ class TesseractEngine(PageEngine):
         self.dpi = dpi
         self.workers = max(1, min(workers or _cores(), memory_mb // MB_PER_WORKER))
         self.pages_at_once = 2 * self.workers  # small batches: the progress bar moves page by page
-        self.version = "1+" + tesserocr.tesseract_version().split()[1]
+        self.version = "2+" + tesserocr.tesseract_version().split()[1]
         self._local = threading.local()
         self._pool: ThreadPoolExecutor | None = None
         self._band_pool: ThreadPoolExecutor | None = None
