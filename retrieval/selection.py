@@ -47,6 +47,7 @@ RANK_DECAY = 0.01
 SIMILARITY_WEIGHT = 1.0
 SIMILARITY_CHARS = 400
 SIMILARITY_CAP = 0.2
+SIMILARITY_CANDIDATES = 40
 # Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (0.4 kept every answerable
 # question whose first citation was right and refused 7 of 19 unanswerable ones; a higher bar refuses more
 # of both). The cosine alone is no gate: unanswerable questions about a document score 0.45-0.72 with the
@@ -219,9 +220,11 @@ def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None)
     asks = _asks_for(question)
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
     found = [c for c in found if c.score > 0 or c.own > 0]
-    if embed_words is not None and found:
-        _add_similarity(question, found, embed_words)
     found.sort(key=lambda c: -c.score)
+    if embed_words is not None and found:
+        # the lexical front runners only: tokenizing every unit of 16 chunks took half the answer stage
+        _add_similarity(question, found[:SIMILARITY_CANDIDATES], embed_words)
+        found.sort(key=lambda c: -c.score)
     return found
 
 
