@@ -10,18 +10,15 @@ from dataclasses import dataclass
 from docground.ingest.geometry import to_points
 
 from . import selection
-from .lexical import STOPWORDS, language_of, topic_terms
 from .refine import TextLayer, quote_boxes
 from .schema import ChunkOut, Citation, QueryResponse, SpanOut
 from .selection import Embed
 from .store import Hit
 from .units import units
 
-__all__ = ["STOPWORDS", "Quote", "chunk_out", "cite", "coverage", "extractive_answer", "is_relevant", "not_found",
-           "sentences", "topic_terms"]
+__all__ = ["Quote", "chunk_out", "cite", "extractive_answer", "is_relevant", "not_found", "sentences"]
 
 MAX_SENTENCES = 3
-CHUNKS_READ = selection.CHUNKS_READ
 
 
 @dataclass
@@ -41,14 +38,6 @@ class Quote:
 def sentences(text: str) -> list[tuple[int, int]]:
     """Sentence and table-row ranges of chunk text, trimmed of markdown syntax at their ends."""
     return [(u.start, u.end) for u in units(text)]
-
-
-def coverage(query: str, text: str) -> float:
-    """The share of the query's topic words found in the text."""
-    wanted = topic_terms(query)
-    if not wanted:
-        return 0.0
-    return len(wanted & topic_terms(text, language_of(query))) / len(wanted)
 
 
 def is_relevant(query: str, hits: list[Hit]) -> bool:

@@ -22,7 +22,8 @@ import numpy as np
 
 from docground.errors import LLMUnavailable
 
-from .answers import STOPWORDS, Quote, chunk_out, cite, is_relevant, not_found, sentences, topic_terms
+from .answers import Quote, chunk_out, cite, is_relevant, not_found, sentences
+from .lexical import STOPWORDS, topic_terms
 from .refine import TextLayer
 from .schema import QueryResponse
 from .store import Hit

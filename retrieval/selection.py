@@ -28,7 +28,6 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 
 # Chunks the store returns for the answer stage to rerank (the response keeps the top_k asked for).
 RERANK_DEPTH = 16
-CHUNKS_READ = RERANK_DEPTH
 DENSE_READ = 5  # the store's first hits: the dense gate looks no deeper
 NEIGHBOUR_BEFORE = 0.45
 NEIGHBOUR_AFTER = 0.1
@@ -215,7 +214,7 @@ def units_of(hit: Hit) -> list[Unit]:
 
 def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None) -> list[Candidate]:
     """Units of the top chunks, best first."""
-    top = hits[:CHUNKS_READ]
+    top = hits[:RERANK_DEPTH]
     terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
     asks = _asks_for(question)
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
