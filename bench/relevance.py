@@ -27,6 +27,7 @@ from docground.service import Docground
 from docground.settings import Settings
 
 GT = CORPUS / "groundtruth"
+DENSE_READ = 5  # the top cosine among the store's first hits
 OFF_TOPIC = [
     "What is the boiling point of liquid nitrogen?", "Who wrote the novel Moby Dick?",
     "How many moons does Jupiter have?", "What is the recipe for a classic French omelette?",
@@ -63,7 +64,7 @@ def signals(service: Docground, kb: str, question: str, top_k: int = 5) -> dict:
     found = selection.candidates(question, hits)
     return {
         "hits": hits[:top_k],
-        "dense": max((h.dense_score for h in hits[:selection.DENSE_READ]), default=0.0),
+        "dense": max((h.dense_score for h in hits[:DENSE_READ]), default=0.0),
         "coverage": max((c.window for c in found), default=0.0),
         "relevant": selection.is_relevant(question, found),
     }

@@ -1,17 +1,18 @@
-"""Choosing what to cite: the unit (sentence or table row) that answers, not the one that restates.
+"""Choosing what to cite: the unit (sentence, table row, code line) that answers, not the one that restates.
 
 Every unit of the top chunks is scored on
-- its own share of the question's weighted topic terms (a table row also by its header's terms);
+- its own share of the question's weighted topic terms (a table row also by its header's terms, a sentence
+  also by the long form of an acronym its chunk defines);
 - its neighbourhood: the unit after one that restates the question is often the answer ("...the Master
   Settlement Agreement (MSA)." then "The MSA provided for $206 billion..."), so a unit inherits part of
-  its predecessor's match;
-- the kind of answer asked for: a question for an amount, a year or a date wants a unit with a number;
+  its predecessor's match (nearly all of it after a colon, before code, or when it opens with an anaphor);
+- the kind of answer asked for: an amount, a time, a command or a section title;
 - novelty: a unit made only of the question's own words restates it;
-- dense similarity to the question, for the few best candidates (the embedder already loaded).
+- word-vector similarity to the question, for the lexical front runners.
 Chunks are reranked by the same evidence before the answer cites anything. The relevance gate asks for
-lexical or dense evidence in the unit's neighbourhood, so it works in any language the index can split.
+evidence of an answer (a well-supported unit, of the asked-for kind), so it works in any language the
+index can split, and does not trust the English embedder's cosine alone.
 """
-
 from __future__ import annotations
 
 import re
@@ -28,7 +29,6 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 
 # Chunks the store returns for the answer stage to rerank (the response keeps the top_k asked for).
 RERANK_DEPTH = 16
-DENSE_READ = 5  # the store's first hits: the dense gate looks no deeper
 NEIGHBOUR_BEFORE = 0.45
 NEIGHBOUR_AFTER = 0.1
 NEIGHBOUR_AFTER_COLON = 0.9
@@ -133,7 +133,7 @@ def _asks_for(question: str) -> str:
 
 def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[Candidate]:
     text = hit.payload.get("text", "")
-    cut = units_of(hit)
+    cut = units(text)
     expand = acronyms(text)
     found = [question.of(text[u.start:u.end] + expansion(text[u.start:u.end], expand)) for u in cut]
     out = []
@@ -203,15 +203,6 @@ def expansion(text: str, expand: dict[str, str]) -> str:
     return "".join(" " + long for short, long in expand.items() if short in text)
 
 
-def units_of(hit: Hit) -> list[Unit]:
-    """The hit's units, cut once per hit."""
-    cached = hit.payload.get("_units")
-    if cached is None:
-        cached = units(hit.payload.get("text", ""))
-        hit.payload["_units"] = cached
-    return cached
-
-
 def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None) -> list[Candidate]:
     """Units of the top chunks, best first."""
     top = hits[:RERANK_DEPTH]
@@ -230,10 +221,9 @@ def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None)
 def _add_similarity(question: str, found: list[Candidate], embed_words: Embed) -> None:
     vectors = embed_words([question] + [c.text[:SIMILARITY_CHARS] for c in found])
     cosines = vectors[1:] @ vectors[0]
-    # only the differences count: a vocabulary that does not know the language gives every unit a
-    # similar (meaningless) cosine, which then changes nothing
-    # and never by much: between scripts (a Japanese question, a shell command) word vectors mostly tell
-    # the scripts apart
+    # Only the differences count (a vocabulary that does not know the language gives every unit a similar,
+    # meaningless cosine, which then changes nothing), and never by much: between scripts (a Japanese
+    # question, a shell command) word vectors mostly tell the scripts apart.
     for c, cos in zip(found, np.clip(cosines - cosines.mean(), -SIMILARITY_CAP, SIMILARITY_CAP), strict=True):
         c.score += SIMILARITY_WEIGHT * float(cos)
 
@@ -252,10 +242,10 @@ def is_relevant(question: str, found: list[Candidate]) -> bool:
 def _covered_together(question: str, best: list[Candidate]) -> float:
     """How much of the question two units hold together: "What happened to nitrate levels and to the
     coffee price?" is answered by two sentences, each holding half of it."""
-    if len(best) < 2:
+    if len(best) < 2 or best[0].terms == best[1].terms:
         return 0.0
-    terms = QueryTerms(question, [])
-    return terms.matched(best[0].terms | best[1].terms) if best[0].terms != best[1].terms else 0.0
+    unweighted = QueryTerms(question, [])  # every term of the question counts the same here
+    return unweighted.matched(best[0].terms | best[1].terms)
 
 
 def chosen(found: list[Candidate], limit: int) -> list[Candidate]:
@@ -290,7 +280,7 @@ def _adjacent(a: Candidate, b: Candidate) -> bool:
 def _joined(a: Candidate, b: Candidate) -> Candidate:
     start, end = min(a.unit.start, b.unit.start), max(a.unit.end, b.unit.end)
     unit = Unit(start, end, a.unit.kind, min(a.unit.block, b.unit.block), a.unit.header)
-    return Candidate(a.hit, a.rank, unit, a.own, a.window, a.score)
+    return Candidate(a.hit, a.rank, unit, a.own, a.window, a.score, a.terms | b.terms)
 
 
 def rerank(hits: list[Hit], found: list[Candidate]) -> list[Hit]:
