@@ -40,7 +40,8 @@ class Components:
         with self._lock:
             if self._embedder is None:
                 s = self.settings
-                self._embedder = Embedder(s.embedding_model, s.embedding_batch_size, s.embedding_threads)
+                self._embedder = Embedder(s.embedding_model, s.embedding_batch_size, s.embedding_threads,
+                                          s.embedding_languages)
             return self._embedder
 
     @property

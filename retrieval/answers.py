@@ -84,17 +84,19 @@ def not_found(query: str, hits: list[Hit]) -> QueryResponse:
 def extractive_answer(query: str, hits: list[Hit], layer: TextLayer | None = None,
                       embed_words: Embed | None = None,
                       top_k: int | None = None) -> QueryResponse:
-    """The units that answer, the best first, each cited; the hits reranked by them (top_k kept)."""
+    """The units that answer, the best first, each cited; their chunks first among the hits (top_k kept)."""
     found = selection.candidates(query, hits, embed_words)
-    ranked = selection.rerank(hits, found)[:top_k or len(hits)]
+    keep = top_k or len(hits)
     if not selection.is_relevant(query, found):
-        return not_found(query, ranked)
-    chosen = [Quote(c.hit, c.unit.start, c.unit.end, c.score) for c in selection.chosen(found, MAX_SENTENCES)]
-    if not chosen:
+        return not_found(query, hits[:keep])
+    best = selection.chosen(found, MAX_SENTENCES)
+    ranked = selection.rerank(hits, best)[:keep]
+    if not best:
         return not_found(query, ranked)
     citations: list[Citation] = []
     parts: list[str] = []
-    for n, quote in enumerate(chosen, start=1):
+    for n, c in enumerate(best, start=1):
+        quote = Quote(c.hit, c.unit.start, c.unit.end, c.score)
         parts.append(f"{quote.text} [{n}]")
         citations += cite(quote, n, layer)
     return QueryResponse(query=query, answer=" ".join(parts), citations=citations,

@@ -72,6 +72,24 @@ def language_of(text: str) -> str:
     return best
 
 
+ISO_CODES = {"english": "en", "french": "fr", "german": "de", "spanish": "es"}
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_HANGUL = re.compile(r"[\uac00-\ud7af]")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def query_language(text: str) -> str:
+    """The ISO code of a question's language: by script for Japanese, Korean and Chinese, else by the
+    Latin-script function words it uses (English when none)."""
+    if _KANA.search(text):
+        return "ja"
+    if _HANGUL.search(text):
+        return "ko"
+    if len(_HAN.findall(text)) >= 2:
+        return "zh"
+    return ISO_CODES[language_of(text)]
+
+
 def is_topic(term: str) -> bool:
     if term in STOPWORDS or term in CJK_STOP or _KANA_ONLY.match(term):
         return False

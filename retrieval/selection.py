@@ -9,9 +9,9 @@ Every unit of the top chunks is scored on
 - the kind of answer asked for: an amount, a time, a command or a section title;
 - novelty: a unit made only of the question's own words restates it;
 - word-vector similarity to the question, for the lexical front runners.
-Chunks are reranked by the same evidence before the answer cites anything. The relevance gate asks for
-evidence of an answer (a well-supported unit, of the asked-for kind), so it works in any language the
-index can split, and does not trust the English embedder's cosine alone.
+The chunks of the cited units come first in the response, the rest keep the fused order. The relevance
+gate asks for evidence of an answer (a well-supported unit, of the asked-for kind), so it works in any
+language the index can split, and does not trust the English embedder's cosine alone.
 """
 from __future__ import annotations
 
@@ -283,10 +283,10 @@ def _joined(a: Candidate, b: Candidate) -> Candidate:
     return Candidate(a.hit, a.rank, unit, a.own, a.window, a.score, a.terms | b.terms)
 
 
-def rerank(hits: list[Hit], found: list[Candidate]) -> list[Hit]:
-    """Hits ordered by their best unit, then by the store's fused rank: the chunk that answers first."""
-    best: dict[str, float] = {}
-    for c in found:
-        best[c.hit.id] = max(best.get(c.hit.id, float("-inf")), c.score)
-    order = {h.id: i for i, h in enumerate(hits)}
-    return sorted(hits, key=lambda h: (-best.get(h.id, float("-inf")), order[h.id]))
+def rerank(hits: list[Hit], cited: list[Candidate]) -> list[Hit]:
+    """The chunks of the cited units first, in citation order, then the rest in the store's fused order:
+    the fused ranking places the answering chunk in the top five more often than any one unit's score
+    (bench/qa.py: 133 of 164 questions against 123 when every chunk was ordered by its best unit)."""
+    first = list(dict.fromkeys(c.hit.id for c in cited))
+    order = {hit_id: i for i, hit_id in enumerate(first)}
+    return sorted(hits, key=lambda h: order.get(h.id, len(first)))

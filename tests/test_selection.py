@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from docground.retrieval import selection, sparse
-from docground.retrieval.lexical import QueryTerms, language_of
+from docground.retrieval.embeddings import DEFAULT_MODEL, model_languages
+from docground.retrieval.lexical import QueryTerms, language_of, query_language
 from docground.retrieval.store import Hit
 from docground.retrieval.units import units
 
@@ -113,3 +116,26 @@ def test_code_is_cited_without_its_introduction_and_prose_sentences_stay_apart()
     found = selection.candidates("How much did nitrate levels fall in the survey?", [_hit(prose)])
     assert ([c.text for c in selection.chosen(found, 3)][0]
             == "Nitrate levels fell by twelve percent over the study period.")
+
+@pytest.mark.parametrize(("question", "code"), [
+    ("Which command refreshes the file database?", "en"),
+    ("Quelle commande permet de comparer deux versions ?", "fr"),
+    ("Wie oft wird der Schlüsselbund erneuert?", "de"),
+    ("软件包名至少要有几个字符？", "zh"),
+    ("休暇を取ることを知らせるメールでは何を付けますか？", "ja"),
+    ("데비안 아카이브는 하루에 몇 번 업데이트되나요?", "ko"),
+])
+def test_a_questions_language_is_told_by_its_script_and_function_words(question, code):
+    assert query_language(question) == code
+
+
+def test_the_packaged_model_counts_fully_only_in_english_and_a_chosen_model_everywhere():
+    assert model_languages(DEFAULT_MODEL, "auto") == frozenset({"en"})
+    assert model_languages("/models/multilingual-e5", "auto") is None
+    assert model_languages(DEFAULT_MODEL, "en, FR") == frozenset({"en", "fr"})
+    assert model_languages(DEFAULT_MODEL, "*") is None
+
+
+def test_the_english_embedder_counts_less_for_other_languages(embedder):
+    assert embedder.dense_weight("en") == 1.0
+    assert 0 < embedder.dense_weight("zh") < 1.0

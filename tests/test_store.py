@@ -134,3 +134,15 @@ def test_a_shard_made_before_quantization_loads_and_searches(tmp_path):
     assert s.optimize() is True
     assert s.search(vectors[9001], ([9001], [1.0]), limit=1)[0].payload["text"] == "text number 9001"
     s.close()
+
+
+def test_the_dense_weight_decides_between_the_sparse_and_the_dense_favourite(store):
+    axis = np.eye(DIM, dtype=np.float32)[0]
+    both_words = chunk(1, "a", "Schlüsselbund erneuert")  # the sparse ranking's first, the dense one's last
+    both_words.dense = (-axis).tolist()
+    one_word = chunk(2, "a", "Schlüsselbund")  # the sparse ranking's second, the dense one's first
+    one_word.dense = axis.tolist()
+    store.upsert([both_words, one_word] + [chunk(i, "a", f"filler {i}") for i in range(3, 9)])
+    query = sparse.query_vector("Schlüsselbund erneuert")
+    assert store.search(axis, query, limit=2, dense_weight=1.0)[0].payload["text"] == "Schlüsselbund"
+    assert store.search(axis, query, limit=2, dense_weight=0.02)[0].payload["text"] == "Schlüsselbund erneuert"
