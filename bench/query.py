@@ -205,8 +205,8 @@ def latencies(service: Docground, planted: dict[str, np.ndarray], real_embedder)
     hits = {q: store.search(planted[q], sparse.query_vector(q), depth) for q in asked}
     row = {"embed": percentiles(timed(real_embedder.embed_query, asked)),
            "search": percentiles(timed(lambda q: store.search(planted[q], sparse.query_vector(q), depth), asked)),
-           "answer": percentiles(timed(lambda q: extractive_answer(q, hits[q], service.text_layer,
-                                                                   service.embedder.embed_words, 5), asked)),
+           "answer": percentiles(timed(lambda q: extractive_answer(q, hits[q], service.text_layer, top_k=5),
+                                        asked)),
            "query": percentiles(timed(lambda q: service.query(KB, q, 5, "extractive"), asked))}
     server = Server(service)
     with httpx.Client(base_url=server.url, timeout=60) as http:

@@ -32,7 +32,7 @@ class Querying(Components):
     def _extractive(self, kb: str, question: str, top_k: int) -> QueryResponse:
         # a deeper list than asked for: the answer stage reranks it by the units that answer
         hits = self.retrieve(kb, question, max(top_k, selection.RERANK_DEPTH))
-        return extractive_answer(question, hits, self.text_layer, self.embedder.embed_words, top_k)
+        return extractive_answer(question, hits, self.text_layer, top_k=top_k)
 
     def query_stream(self, kb: str, question: str, top_k: int = 5, mode: str = "auto") -> Iterator[tuple[str, dict]]:
         """Server-sent events of an answer: ("delta", {"text"}) while generating, then ("done", response)."""

@@ -12,7 +12,6 @@ from docground.ingest.geometry import to_points
 from . import selection
 from .refine import TextLayer, quote_boxes
 from .schema import ChunkOut, Citation, QueryResponse, SpanOut
-from .selection import Embed
 from .store import Hit
 from .units import units
 
@@ -82,10 +81,9 @@ def not_found(query: str, hits: list[Hit]) -> QueryResponse:
 
 
 def extractive_answer(query: str, hits: list[Hit], layer: TextLayer | None = None,
-                      embed_words: Embed | None = None,
                       top_k: int | None = None) -> QueryResponse:
     """The units that answer, the best first, each cited; their chunks first among the hits (top_k kept)."""
-    found = selection.candidates(query, hits, embed_words)
+    found = selection.candidates(query, hits)
     keep = top_k or len(hits)
     if not selection.is_relevant(query, found):
         return not_found(query, hits[:keep])

@@ -59,7 +59,6 @@ class Embedder:
         self.dimension = int(self.model.get_embedding_dimension())
         self.window = int(self.model.max_seq_length or 256)
         self._lock = threading.Lock()  # torch modules are not safe to call from threads at once
-        self._words: np.ndarray | None = None
 
     def dense_weight(self, language: str) -> float:
         """The weight of this model's ranking in hybrid search for a question in `language` (an ISO code)."""
@@ -98,27 +97,6 @@ class Embedder:
                 return self._encode(texts)
             finally:
                 torch.set_num_threads(threads)
-
-    def embed_words(self, texts: Sequence[str]) -> np.ndarray:
-        """Mean of the texts' token input embeddings, normalized: no transformer pass, so dozens of
-        candidate sentences cost well under a millisecond. Context-free, it still places "fertile" near
-        "menarche" and "graphics card" near "GeForce", which is what choosing between sentences of
-        retrieved chunks needs."""
-        ids = self.model.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                                   max_length=self.window)["input_ids"]
-        table = self._word_vectors()
-        out = np.zeros((len(ids), table.shape[1]), dtype=np.float32)
-        for row, tokens in enumerate(ids):
-            if tokens:
-                out[row] = table[tokens].mean(axis=0)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-9)
-
-    def _word_vectors(self) -> np.ndarray:
-        if self._words is None:
-            weight = self.model[0].auto_model.get_input_embeddings().weight
-            self._words = weight.detach().float().cpu().numpy()
-        return self._words
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,

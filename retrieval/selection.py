@@ -7,8 +7,9 @@ Every unit of the top chunks is scored on
   Settlement Agreement (MSA)." then "The MSA provided for $206 billion..."), so a unit inherits part of
   its predecessor's match (nearly all of it after a colon, before code, or when it opens with an anaphor);
 - the kind of answer asked for: an amount, a time, a command or a section title;
-- novelty: a unit made only of the question's own words restates it;
-- word-vector similarity to the question, for the lexical front runners.
+- novelty: a unit made only of the question's own words restates it.
+(Word-vector similarity to the question was tried as a further term and cost hit@1 on bench/qa.py once
+the hybrid search ranked well: table rows of numbers look like nothing, and it moved only lexical ties.)
 The chunks of the cited units come first in the response, the rest keep the fused order. The relevance
 gate asks for evidence of an answer (a well-supported unit, of the asked-for kind), so it works in any
 language the index can split, and does not trust the English embedder's cosine alone.
@@ -16,16 +17,11 @@ language the index can split, and does not trust the English embedder's cosine a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from .lexical import QueryTerms
 from .store import Hit
 from .units import Unit, units
-
-Embed = Callable[[Sequence[str]], np.ndarray]
 
 # Chunks the store returns for the answer stage to rerank (the response keeps the top_k asked for).
 RERANK_DEPTH = 16
@@ -41,17 +37,11 @@ NUMBER_BONUS = 0.25
 SAME_SCRIPT_BONUS = 0.1
 RESTATEMENT_PENALTY = 0.1
 RANK_DECAY = 0.01
-# Word-vector similarity of every candidate to the question (Embedder.embed_words): a transformer pass
-# per candidate cost ~18 ms each on one CPU thread, for at most the same gain on bench/qa.py.
-SIMILARITY_WEIGHT = 1.0
-SIMILARITY_CHARS = 400
-SIMILARITY_CAP = 0.2
-SIMILARITY_CANDIDATES = 40
 # Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (0.4 kept every answerable
 # question whose first citation was right and refused 7 of 19 unanswerable ones; a higher bar refuses more
 # of both). The cosine alone is no gate: unanswerable questions about a document score 0.45-0.72 with the
 # default embedder, as high as answerable ones.
-BEST_MIN = 0.4
+BEST_MIN = 0.35
 # Or two units that hold this share of the question's weighted terms between them.
 TOGETHER_MIN = 0.6
 TYPED_READ = 3
@@ -143,7 +133,7 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
         own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
         if unit.kind in ("header", "heading"):  # a title names the topic; the answer is under it
             own *= TITLE_FACTOR if asks == "title" and unit.kind == "heading" else HEADER_ROW_FACTOR
-        lead = _lead(text, cut[i - 1], unit) if i > 0 else 0.0
+        lead = _lead(text, cut[i - 1], unit) if i > 0 and unit.kind != "header" else 0.0  # a header names, not answers
         before = found[i - 1] if lead else set()
         after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
         # a unit inherits its neighbours' match only for what it does not match itself
@@ -160,8 +150,18 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
     return out
 
 
+# A sentence that announces what comes after it, when what comes is a block of its own.
+_ANNOUNCES = re.compile(r"\b(the following|as follows|below|shown here|ci-dessous|suivant(e|es|s)?|folgende[nrs]?|"
+                        r"wie folgt|unten)\b|以下|下記|次の|如下|下面|下列|다음", re.IGNORECASE)
+
+
 def _introduces(text: str, unit: Unit) -> bool:
-    return text[unit.start:unit.end].rstrip().endswith((":", "："))
+    """"...run the following command:" or "The following program draws a circle." before a new block."""
+    said = text[unit.start:unit.end].rstrip()
+    if said.endswith((":", "：")):
+        return True
+    block_ends = not text[unit.end:unit.end + 2].strip(" \t|") or text.startswith("\n\n", unit.end)
+    return block_ends and bool(_ANNOUNCES.search(said))  # at a chunk's end too: what it announces is in the next
 
 
 def _lead(text: str, prev: Unit, unit: Unit) -> float:
@@ -203,7 +203,7 @@ def expansion(text: str, expand: dict[str, str]) -> str:
     return "".join(" " + long for short, long in expand.items() if short in text)
 
 
-def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None) -> list[Candidate]:
+def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     """Units of the top chunks, best first."""
     top = hits[:RERANK_DEPTH]
     terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
@@ -211,21 +211,7 @@ def candidates(question: str, hits: list[Hit], embed_words: Embed | None = None)
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
     found = [c for c in found if c.score > 0 or c.own > 0]
     found.sort(key=lambda c: -c.score)
-    if embed_words is not None and found:
-        # the lexical front runners only: tokenizing every unit of 16 chunks took half the answer stage
-        _add_similarity(question, found[:SIMILARITY_CANDIDATES], embed_words)
-        found.sort(key=lambda c: -c.score)
     return found
-
-
-def _add_similarity(question: str, found: list[Candidate], embed_words: Embed) -> None:
-    vectors = embed_words([question] + [c.text[:SIMILARITY_CHARS] for c in found])
-    cosines = vectors[1:] @ vectors[0]
-    # Only the differences count (a vocabulary that does not know the language gives every unit a similar,
-    # meaningless cosine, which then changes nothing), and never by much: between scripts (a Japanese
-    # question, a shell command) word vectors mostly tell the scripts apart.
-    for c, cos in zip(found, np.clip(cosines - cosines.mean(), -SIMILARITY_CAP, SIMILARITY_CAP), strict=True):
-        c.score += SIMILARITY_WEIGHT * float(cos)
 
 
 def is_relevant(question: str, found: list[Candidate]) -> bool:

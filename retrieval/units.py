@@ -76,15 +76,22 @@ def _is_rule(line: str) -> bool:
     return bool(line) and set(line.replace(" ", "")) <= set("|-:")
 
 
+def _is_title_row(line: str) -> bool:
+    """A table's first row holding only a title ("| Liste des services |  |  |"): the column names follow."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return len(cells) > 1 and bool(cells[0]) and not any(cells[1:])
+
+
 def _table(text: str, s: int, e: int, block: int) -> list[Unit]:
-    out, header, pos = [], "", s
+    out, header, pos, titled = [], "", s, False
     for i, line in enumerate(text[s:e].split("\n")):
         a, b = _trimmed(text, pos, pos + len(line))
         pos += len(line) + 1
         if _is_rule(line) or b - a < 1:
             continue
-        if i == 0:
-            header = text[a:b]
+        if i == 0 or titled:
+            titled = i == 0 and _is_title_row(line)
+            header = f"{header} {text[a:b]}".strip()
             out.append(Unit(a, b, "header", block))
         else:
             out.append(Unit(a, b, "row", block, header))

@@ -42,6 +42,14 @@ def test_a_table_row_is_one_unit_that_knows_its_header():
     assert cut[2].header == "INSTITUTION | DEGREE | YEAR"
 
 
+def test_a_tables_title_row_does_not_hide_its_column_names():
+    text = ("| List of services |  |  |\n| --- | --- | --- |\n| Service | Common name | DNS name |\n"
+            "| Clock synchronisation | NTP | ntp |")
+    cut = units(text)
+    assert [u.kind for u in cut] == ["header", "header", "row"]
+    assert cut[2].header == "List of services Service | Common name | DNS name"
+
+
 def test_the_sentence_after_a_restatement_is_cited_first():
     text = ("As the judgment threatened to spread, the industry struck the historic Master Settlement Agreement "
             "(MSA) with the state attorneys general in November 1998. The MSA provided for $206 billion to be "
@@ -90,15 +98,6 @@ def test_sparse_terms_fold_traditional_chinese_and_keep_cjk_unigrams():
     assert len(ids) == 2 and sorted(weights) == [sparse.UNIGRAM_QUERY_WEIGHT, 1.0]
 
 
-def test_word_vectors_are_normalized_bags_of_the_models_token_embeddings(embedder):
-    vectors = embedder.embed_words(["graphics card", "card graphics", "", "fertility of girls"])
-    assert vectors.shape == (4, embedder.dimension)
-    assert abs(float(vectors[0] @ vectors[1]) - 1.0) < 1e-5  # no context: order does not matter
-    assert float(abs(vectors[2]).sum()) == 0.0  # nothing to say about an empty text
-    assert abs(float(vectors[3] @ vectors[3]) - 1.0) < 1e-5
-    assert float(vectors[0] @ vectors[3]) < 0.9
-
-
 def test_a_command_question_cites_the_command_after_its_introduction_first():
     text = ("Debian packages are built from source.\n\nTo find the packages a new build needs, run the "
             "following command:\n\n$ dpkg-depcheck -d ./configure\n\nOther tools exist as well.")
@@ -139,3 +138,9 @@ def test_the_packaged_model_counts_fully_only_in_english_and_a_chosen_model_ever
 def test_the_english_embedder_counts_less_for_other_languages(embedder):
     assert embedder.dense_weight("en") == 1.0
     assert 0 < embedder.dense_weight("zh") < 1.0
+
+
+def test_a_sentence_announcing_a_block_below_it_is_an_introduction():
+    text = "The engines are listed below.\n\n| Engine | Language |\n| --- | --- |\n| ibus-hangul | Korean |"
+    found = selection.candidates("Which engine is listed for Korean?", [_hit(text)])
+    assert found[0].text == "ibus-hangul | Korean"

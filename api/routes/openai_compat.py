@@ -213,7 +213,7 @@ def standalone_question(messages: list[ChatMessage], settings: Settings, mode: A
 def follow_up_answer(service, kb: str, turn: Turn, top_k: int) -> QueryResponse:
     """An extractive answer from the passages the standalone question finds, chosen by the follow-up."""
     hits = service.retrieve(kb, turn.search, max(top_k, selection.RERANK_DEPTH))
-    return extractive_answer(turn.answer_by, hits, service.text_layer, service.embedder.embed_words, top_k)
+    return extractive_answer(turn.answer_by, hits, service.text_layer, top_k=top_k)
 
 
 def rule_rewrite(asked: list[str]) -> str:
