@@ -4,10 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# Debian packages the project uses: Tesseract (CPU OCR), Redis (broker for tests), Chromium (viewer test).
+# Debian packages the project uses: Tesseract (CPU OCR), Redis (broker for tests), Chromium (viewer test),
+# LibreOffice without its GUI and metric-compatible fonts (Office, web and text documents to PDF).
 APT_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra \
 	tesseract-ocr-jpn tesseract-ocr-kor tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-osd \
-	tesseract-ocr-jpn-vert tesseract-ocr-chi-sim-vert tesseract-ocr-chi-tra-vert redis-server chromium
+	tesseract-ocr-jpn-vert tesseract-ocr-chi-sim-vert tesseract-ocr-chi-tra-vert redis-server chromium \
+	libreoffice-core-nogui libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui \
+	fonts-liberation2 fonts-crosextra-carlito fonts-crosextra-caladea
 # torch: the CPU build unless a GPU is present. TORCH_INDEX may name an extra index (e.g. the PyTorch CPU one).
 TORCH_VERSION ?= 2.13.0
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
@@ -10,12 +11,14 @@ from starlette.concurrency import run_in_threadpool
 from docground import __version__
 from docground.service import Docground
 from docground.settings import Settings, get_settings
+from docground.webhooks import WebhookSender
+from docground.workers.runner import Runner, make_runner
 
 from . import mcp_server
 from .auth import BodySizeLimit, Keys, RateLimiter, declare_guard, guard
 from .errors import install_error_handlers
 from .metrics import install_metrics
-from .routes import documents, health, kbs, openai_compat, query, viewer
+from .routes import documents, health, kbs, openai_compat, query, viewer, webhooks
 
 
 def create_app(settings: Settings | None = None, service: Docground | None = None) -> FastAPI:
@@ -28,9 +31,11 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
         app.state.keys = Keys(app.state.service.registry)
         # Load the embedding model before answering ready: the first query should not pay for it.
         await run_in_threadpool(lambda: app.state.service.embedder)
-        app.state.ready = True
         try:
-            yield
+            async with running_jobs(app.state.service) as runner, sending_webhooks(app.state.service):
+                app.state.runner = runner  # the documents routes hand uploads to it
+                app.state.ready = True
+                yield
         finally:
             app.state.service.close()
 
@@ -44,9 +49,34 @@ def create_app(settings: Settings | None = None, service: Docground | None = Non
     app.add_middleware(BodySizeLimit, max_bytes=int(settings.max_upload_mb * 2**20))
     app.include_router(health.router)
     app.include_router(query.router)
-    app.include_router(documents.router)  # its lifespan starts the ingestion runner
+    app.include_router(documents.router)
     app.include_router(kbs.router)
     app.include_router(viewer.router)
     app.include_router(openai_compat.router)
     app.include_router(mcp_server.http_router(settings))  # /mcp; its lifespan runs the MCP sessions
+    webhooks.declare(app)
     return app
+
+
+@asynccontextmanager
+async def sending_webhooks(service: Docground) -> AsyncIterator[WebhookSender]:
+    """The threads that send webhook events (docground/webhooks.py), whichever process wrote them: those a
+    stopped server left pending go out as this one starts."""
+    sender = WebhookSender(service.registry, service.settings)
+    sender.start()
+    try:
+        yield sender
+    finally:
+        await run_in_threadpool(sender.close)
+
+
+@asynccontextmanager
+async def running_jobs(service: Docground) -> AsyncIterator[Runner]:
+    """The runner uploads are handed to (Celery workers with a broker, else threads of this process), started
+    and closed with the app, and only after the service exists: it resumes unfinished jobs as it starts."""
+    runner = make_runner(service)
+    await run_in_threadpool(runner.start)
+    try:
+        yield runner
+    finally:
+        await run_in_threadpool(runner.close)

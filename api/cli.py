@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from docground.errors import DocgroundError
+from docground.errors import DocgroundError, InvalidRequest
 from docground.ingest.providers import sniff_kind
 from docground.settings import Settings, describe_error
 
@@ -132,12 +132,16 @@ def convert_targets(paths: list[Path], out: Path) -> tuple[list[tuple[Path, Path
 
 @app.command()
 def convert(paths: Annotated[list[Path], typer.Argument(help="files or folders (searched recursively)")],
-            out: Annotated[Path, typer.Option("--out", help="folder for the outputs")],
+            out: Annotated[Path | None, typer.Option("--out", help="folder for the outputs (needed unless "
+                                                     "--stream)")] = None,
             formats: Annotated[str, typer.Option("--format", help="any of md, json, boxes")] = "md,json,boxes",
             pages: Annotated[str | None, typer.Option("--pages", help="pages to convert, e.g. 1-5,9")] = None,
             workers: Annotated[int, typer.Option("--workers", min=0, help="documents converted at once, each in its "
                                                  "own process; 0: one per core (1 with a vision model in this "
                                                  "process, which keeps its pages in flight itself)")] = 0,
+            stream: Annotated[bool, typer.Option("--stream", help="one image or one page (--pages N): print its "
+                                                 "markdown as DeepSeek-OCR-2 writes it (endpoint or vLLM backend); "
+                                                 "with --out, its outputs are written too")] = False,
             home: HomeOption = None) -> None:
     """Convert documents to reading-order markdown, layout JSON and pages with their blocks' boxes drawn:
     no knowledge base, no embedding. Documents whose outputs are up to date are skipped."""
@@ -146,9 +150,15 @@ def convert(paths: Annotated[list[Path], typer.Argument(help="files or folders (
     from docground.ingest.convert import ConvertOptions, default_workers, parse_formats, parse_page_ranges
 
     settings = _settings(home)
+    if out is None and not stream:
+        err.print("[red]error:[/red] --out is needed (the folder for the outputs), unless --stream prints one page")
+        raise typer.Exit(2)
     try:
         options = ConvertOptions(parse_formats(formats), parse_page_ranges(pages) if pages else None,
-                                 settings.render_dpi)
+                                 settings.render_dpi, stream)
+        if stream:
+            _convert_streaming(settings, options, paths, out)
+            return
         targets, missing = convert_targets(paths, out)
         workers = workers or default_workers(settings, len(targets))
         started = time.perf_counter()
@@ -158,6 +168,38 @@ def convert(paths: Annotated[list[Path], typer.Argument(help="files or folders (
         raise typer.Exit(2) from exc
     _print_conversions(results, missing, time.perf_counter() - started)
     if missing or any(r.error for r in results):
+        raise typer.Exit(1)
+
+
+def _convert_streaming(settings, options, paths: list[Path], out: Path | None) -> None:
+    """One page's markdown to stdout as the model writes it; how the page was read, to stderr."""
+    import time
+
+    from docground.ingest.convert import build_converter, streaming_problem
+
+    if problem := streaming_problem(settings):
+        raise InvalidRequest(problem)
+    if len(paths) != 1 or not paths[0].is_file():
+        raise InvalidRequest("--stream reads one file (an image, or one page of a PDF with --pages N); "
+                             f"got {', '.join(map(str, paths))}")
+    source = paths[0]
+    target = convert_targets([source], out)[0][0][1] if out is not None else None
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    started = time.perf_counter()
+    try:
+        layout = build_converter(settings, options).stream(source, target, show)
+    except OSError as exc:
+        raise InvalidRequest(f"{source}: {exc.strerror or exc}") from exc
+    read = layout.outcome == "read"  # not a fallback: what was printed is what the model read
+    mark = "[green]✓[/green]" if read else "[red]✗[/red]"
+    written = f" → {escape(str(target))}.*" if target is not None else ""
+    err.print(f"{mark} {escape(str(source))} page {layout.page} in {time.perf_counter() - started:.1f} s "
+              f"({escape(layout.reason or '')}){written}", soft_wrap=True)
+    if not read:
         raise typer.Exit(1)
 
 
@@ -247,8 +289,10 @@ def _workers_ingest(service, kb: str, files: list[Path]):
 @app.command()
 def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="comma-separated: cpu, gpu")] = "cpu,gpu",
            concurrency: Annotated[int | None, typer.Option(help="processes (prefork) or threads")] = None,
-           pool: Annotated[str | None, typer.Option(help="prefork | solo | threads; default: solo for a gpu-only "
-                                                         "worker (one process, one engine), else prefork")] = None,
+           pool: Annotated[str | None, typer.Option(help="prefork | solo | threads; default: threads for a gpu-only "
+                                                         "worker (one process, one engine, "
+                                                         "DOCGROUND_GPU_WORKER_TASKS batches at once), else "
+                                                         "prefork")] = None,
            loglevel: Annotated[str, typer.Option(help="debug | info | warning")] = "info",
            home: HomeOption = None) -> None:
     """Start a Celery worker on the given queues (needs DOCGROUND_BROKER_URL): `gpu` for the vision model's
@@ -271,8 +315,12 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="comma-sep
                   "broker, `docground serve` and `docground ingest` run every step themselves")
         raise typer.Exit(2)
     from docground.workers.celery_app import app as celery_app
+    from docground.workers.celery_app import gpu_worker_pool
 
-    pool = pool or ("solo" if wanted == ["gpu"] else "prefork")
+    if wanted == ["gpu"] and pool is None:
+        pool, tasks_at_once = gpu_worker_pool(settings)
+        concurrency = concurrency or tasks_at_once
+    pool = pool or "prefork"
     argv = ["worker", "-Q", ",".join(wanted), "--pool", pool, "--loglevel", loglevel,
             "--hostname", f"docground-{'-'.join(wanted)}@%h"]
     if concurrency:

@@ -38,6 +38,7 @@ from .models import (
     KnowledgeBaseInfo,
     KnowledgeBaseKey,
     QueryResponse,
+    WebhookSecret,
 )
 
 T = TypeVar("T")
@@ -106,8 +107,18 @@ class _Calls:
         return _Call("GET", "/healthz", lambda r: r.json().get("status") == "ok")
 
     @staticmethod
-    def create_knowledge_base(name: str) -> _Call[KnowledgeBaseKey]:
-        return _Call("POST", "/v1/knowledge-bases", _model(KnowledgeBaseKey), {"json": {"name": name}})
+    def create_knowledge_base(name: str, callback_url: str | None = None) -> _Call[KnowledgeBaseKey]:
+        body = {"name": name} | ({"callback_url": callback_url} if callback_url else {})
+        return _Call("POST", "/v1/knowledge-bases", _model(KnowledgeBaseKey), {"json": body})
+
+    @staticmethod
+    def update_knowledge_base(kb: str, callback_url: str | None) -> _Call[KnowledgeBaseInfo]:
+        return _Call("PATCH", f"/v1/knowledge-bases/{kb}", _model(KnowledgeBaseInfo),
+                     {"json": {"callback_url": callback_url}})
+
+    @staticmethod
+    def rotate_webhook_secret(kb: str) -> _Call[WebhookSecret]:
+        return _Call("POST", f"/v1/knowledge-bases/{kb}/webhook-secret", _model(WebhookSecret))
 
     @staticmethod
     def rotate_key(kb: str) -> _Call[KnowledgeBaseKey]:
@@ -122,11 +133,12 @@ class _Calls:
         return _Call("GET", f"/v1/knowledge-bases/{kb}", _model(KnowledgeBaseInfo))
 
     @staticmethod
-    def upload(kb: str, file: str | Path | bytes, filename: str | None,
-               idempotency_key: str | None) -> _Call[DocumentAccepted]:
+    def upload(kb: str, file: str | Path | bytes, filename: str | None, idempotency_key: str | None,
+               callback_url: str | None = None) -> _Call[DocumentAccepted]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        data = {"callback_url": callback_url} if callback_url else {}
         return _Call("POST", f"/v1/knowledge-bases/{kb}/documents", _model(DocumentAccepted),
-                     {"files": {"file": _file(file, filename)}, "headers": headers})
+                     {"files": {"file": _file(file, filename)}, "data": data, "headers": headers})
 
     @staticmethod
     def document(document_id: str) -> _Call[DocumentStatus]:
@@ -213,9 +225,18 @@ class DocgroundClient:
     def health(self) -> bool:
         return self._run(_Calls.health())
 
-    def create_knowledge_base(self, name: str) -> KnowledgeBaseKey:
-        """Admin only (with DOCGROUND_ADMIN_KEY set): the new knowledge base and its API key, shown once."""
-        return self._run(_Calls.create_knowledge_base(name))
+    def create_knowledge_base(self, name: str, callback_url: str | None = None) -> KnowledgeBaseKey:
+        """Admin only (with DOCGROUND_ADMIN_KEY set): the new knowledge base and its API key, shown once.
+        `callback_url` is told (signed webhooks) of every document that becomes ready or failed."""
+        return self._run(_Calls.create_knowledge_base(name, callback_url))
+
+    def update_knowledge_base(self, kb: str, callback_url: str | None) -> KnowledgeBaseInfo:
+        """Set the knowledge base's webhook callback URL (None removes it)."""
+        return self._run(_Calls.update_knowledge_base(kb, callback_url))
+
+    def rotate_webhook_secret(self, kb: str) -> WebhookSecret:
+        """A new secret webhooks are signed with, shown once; the old one stops verifying."""
+        return self._run(_Calls.rotate_webhook_secret(kb))
 
     def rotate_key(self, kb: str) -> KnowledgeBaseKey:
         return self._run(_Calls.rotate_key(kb))
@@ -227,8 +248,9 @@ class DocgroundClient:
         return self._run(_Calls.knowledge_base(kb))
 
     def upload(self, kb: str, file: str | Path | bytes, filename: str | None = None,
-               idempotency_key: str | None = None) -> DocumentAccepted:
-        return self._run(_Calls.upload(kb, file, filename, idempotency_key))
+               idempotency_key: str | None = None, callback_url: str | None = None) -> DocumentAccepted:
+        """`callback_url` is POSTed a signed event when the document becomes ready or failed."""
+        return self._run(_Calls.upload(kb, file, filename, idempotency_key, callback_url))
 
     def document(self, document_id: str) -> DocumentStatus:
         return self._run(_Calls.document(document_id))
@@ -316,8 +338,14 @@ class AsyncDocgroundClient:
     async def health(self) -> bool:
         return await self._run(_Calls.health())
 
-    async def create_knowledge_base(self, name: str) -> KnowledgeBaseKey:
-        return await self._run(_Calls.create_knowledge_base(name))
+    async def create_knowledge_base(self, name: str, callback_url: str | None = None) -> KnowledgeBaseKey:
+        return await self._run(_Calls.create_knowledge_base(name, callback_url))
+
+    async def update_knowledge_base(self, kb: str, callback_url: str | None) -> KnowledgeBaseInfo:
+        return await self._run(_Calls.update_knowledge_base(kb, callback_url))
+
+    async def rotate_webhook_secret(self, kb: str) -> WebhookSecret:
+        return await self._run(_Calls.rotate_webhook_secret(kb))
 
     async def rotate_key(self, kb: str) -> KnowledgeBaseKey:
         return await self._run(_Calls.rotate_key(kb))
@@ -329,8 +357,8 @@ class AsyncDocgroundClient:
         return await self._run(_Calls.knowledge_base(kb))
 
     async def upload(self, kb: str, file: str | Path | bytes, filename: str | None = None,
-                     idempotency_key: str | None = None) -> DocumentAccepted:
-        return await self._run(_Calls.upload(kb, file, filename, idempotency_key))
+                     idempotency_key: str | None = None, callback_url: str | None = None) -> DocumentAccepted:
+        return await self._run(_Calls.upload(kb, file, filename, idempotency_key, callback_url))
 
     async def document(self, document_id: str) -> DocumentStatus:
         return await self._run(_Calls.document(document_id))

@@ -25,14 +25,16 @@ STATUS_MEANINGS = {
     403: "the key does not reach this knowledge base or route (forbidden)",
     404: "no such knowledge base, document, page or figure, or one of another tenant (not_found)",
     409: "conflicts with the current state (already_exists, idempotency_conflict, document_not_ready, store_busy)",
-    413: "too large (payload_too_large, too_many_pages, image_too_large)",
-    415: "not a PDF or a page image (unsupported_file_type)",
-    422: "invalid request or unreadable file (invalid_request, corrupt_file, encrypted_file, page_timeout, "
-         "page_unreadable, no_readable_pages)",
+    413: "too large (payload_too_large, too_many_pages, image_too_large, unpacked_too_large)",
+    415: "not a PDF, page image, Office document (DOCX, PPTX, XLSX, ODT, ODP, ODS, RTF, DOC, PPT, XLS), web page, "
+         "Markdown or Unicode text (unsupported_file_type)",
+    422: "invalid request or unreadable file (invalid_request, invalid_callback_url, corrupt_file, encrypted_file, "
+         "conversion_failed, page_timeout, page_unreadable, no_readable_pages)",
     429: "rate limit reached (rate_limited)",
     500: "internal error (internal_error, pipeline_mismatch); details are in the server log",
     502: "the configured LLM endpoint failed (llm_unavailable)",
-    503: "a configured OCR backend is unavailable (ocr_unavailable)",
+    503: "a configured OCR backend, or LibreOffice for Office documents, is unavailable (ocr_unavailable, "
+         "converter_unavailable)",
 }
 
 
@@ -70,6 +72,9 @@ def declare_error_model(app: FastAPI) -> None:
                                                      "content": {"application/json": {"schema": ERROR_REF}}}
                 # a body the framework cannot parse answers 400 malformed_request (framework_error)
                 declare_errors(schema, operation, (400, 500) if "requestBody" in operation else (500,))
+        for operations in schema.get("webhooks", {}).values():  # what docground sends: a receiver's errors are its own
+            for operation in operations.values():
+                operation.get("responses", {}).pop("422", None)
         for unused in ("HTTPValidationError", "ValidationError"):
             schema.get("components", {}).get("schemas", {}).pop(unused, None)
         return schema

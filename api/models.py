@@ -18,6 +18,8 @@ from docground.retrieval.schema import ChunkOut as ChunkOut
 from docground.retrieval.schema import Citation as Citation
 from docground.retrieval.schema import QueryResponse as QueryResponse
 from docground.retrieval.schema import SpanOut as SpanOut
+from docground.webhooks import CALLBACK_URL_PATTERN, MAX_URL_CHARS
+from docground.webhooks import DocumentEvent as DocumentEvent
 
 KB_NAME_RULE = "1-64 characters: letters, digits, '_', '-', '.', starting with a letter or digit"
 KbName = Annotated[str, Path(min_length=1, max_length=64, pattern=KB_NAME.pattern,
@@ -29,7 +31,22 @@ BOXES_PATTERN = rf"^{_BOX}(?:;{_BOX}){{0,63}}$"
 Boxes = Annotated[str | None, Query(pattern=BOXES_PATTERN, max_length=4096,
                                     description="boxes to draw: x0,y0,x1,y1;... (0..1, top-left origin)")]
 # Content sniffing decides (ingest/providers/open.py); the declared part type is informative.
-UPLOAD_MEDIA_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/tiff", "image/webp")
+UPLOAD_MEDIA_TYPES = (
+    "application/pdf", "image/png", "image/jpeg", "image/tiff", "image/webp",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.oasis.opendocument.text", "application/vnd.oasis.opendocument.presentation",
+    "application/vnd.oasis.opendocument.spreadsheet", "application/rtf", "application/msword",
+    "application/vnd.ms-powerpoint", "application/vnd.ms-excel", "text/html", "text/markdown", "text/plain",
+)
+# Declared here, enforced (with a message saying what is wrong) by docground/webhooks.py: check_callback_url,
+# which also refuses hosts that are or resolve to private, loopback or link-local addresses.
+CALLBACK_URL_DESCRIPTION = ("an http(s) URL POSTed (signed, README: \"Webhooks\") when the document becomes ready "
+                            "or failed; hosts on private, loopback or link-local addresses are refused unless the "
+                            "operator allows them")
+CallbackUrl = Annotated[str, Field(max_length=MAX_URL_CHARS,
+                                   json_schema_extra={"format": "uri", "pattern": CALLBACK_URL_PATTERN})]
 MAX_QUERY_CHARS = 4000
 MAX_TOP_K = 50
 
@@ -58,12 +75,23 @@ class ErrorBody(BaseModel):
 
 class KnowledgeBaseCreate(RequestModel):
     name: str = Field(min_length=1, max_length=64, pattern=KB_NAME.pattern, description=KB_NAME_RULE)
+    callback_url: CallbackUrl | None = Field(None, description="told of every document of the knowledge base "
+                                             "that becomes ready or failed: " + CALLBACK_URL_DESCRIPTION)
+
+
+class KnowledgeBaseUpdate(RequestModel):
+    """The settings to change; a field left out stays as it is."""
+
+    callback_url: CallbackUrl | None = Field(None, description="null removes it; " + CALLBACK_URL_DESCRIPTION)
 
 
 class DocumentUpload(RequestModel):
-    file: UploadFile = Field(description="a PDF or a page image (PNG, JPEG, TIFF, WebP), not empty; the type is "
-                                         "read from the content, not the name",
+    file: UploadFile = Field(description="a PDF, a page image (PNG, JPEG, TIFF, WebP), an Office document (DOCX, "
+                                         "PPTX, XLSX, ODT, ODP, ODS, RTF, DOC, PPT, XLS), a web page, Markdown or "
+                                         "UTF-8 text, not empty; the type is read from the content, not the name",
                              json_schema_extra={"format": "binary", "minLength": 1})
+    callback_url: CallbackUrl = Field(None, description="this upload's own callback, besides the knowledge "
+                                      "base's: " + CALLBACK_URL_DESCRIPTION)
 
 
 class KnowledgeBaseKey(BaseModel):
@@ -75,6 +103,13 @@ class KnowledgeBaseInfo(BaseModel):
     name: str
     documents: int
     has_api_key: bool
+    callback_url: str | None = Field(None, description="told of every document that becomes ready or failed")
+    has_webhook_secret: bool = Field(False, description="webhooks are signed with a secret already made")
+
+
+class WebhookSecret(BaseModel):
+    name: str
+    secret: str = Field(description="shown once: webhooks are signed with it from now on (README: \"Webhooks\")")
 
 
 DocumentState = Literal["queued", "processing", "ready", "failed"]

@@ -1,186 +1,60 @@
-"""GPU benchmark: DeepSeek-OCR-2 page throughput on one GPU, three ways, on the same synthetic pages.
+"""GPU benchmark: DeepSeek-OCR-2 page throughput on one GPU, on the same synthetic pages, beside what the
+language model alone can do.
 
-  docground     docground's DeepseekOcr2Engine.parse_many on the vLLM backend: page rendering fed from a
-                pool of worker processes, every page in flight, the incremental n-gram ban
-  vllm-bare     vllm.LLM.generate as the vLLM recipe runs it (one call over all pages, vLLM's
-                NGramPerReqLogitsProcessor)
-  transformers  docground's engine on the transformers backend (native DeepseekOcr2ForConditionalGeneration)
+  docground        docground's DeepseekOcr2Engine.parse_many on the vLLM backend: page rendering fed from a
+                   pool of worker processes, every page in flight through the engine loop, the incremental
+                   n-gram ban, warmed up as a GPU worker warms up
+  vllm-bare        vllm.LLM.generate as the vLLM recipe runs it (one call over all pages, vLLM's
+                   NGramPerReqLogitsProcessor)
+  decoder-ceiling  the language model alone: text-only prompts of a page's length (1,130 tokens), the same
+                   output lengths, no image, no guard
+  transformers     docground's engine on the transformers backend (native DeepseekOcr2ForConditionalGeneration)
+
+Workloads (each system runs them in one process, one engine start): `fixed` = --pages pages of exactly --tokens
+output tokens; `mix` = output lengths like real pages, log-uniform between --mix-min and --mix-max, with
+--mix-loops pages that loop until --loop-tokens. Each reports pages/s and page latency (p50/p95, from the
+moment the batch is handed over: short pages must not wait for long ones).
 
 The weights are random (vLLM `load_format="dummy"`; transformers random init) with the real model's config,
-so every page emits exactly --tokens output tokens (`ignore_eos`); the engine runs one rung (random output
-always fails validation, so the retry ladder would only multiply work). Pages: distinct synthetic A4 pages
-rendered at 144 DPI (1191x1684: 6 tiles + global view, 1121 image tokens). Each system runs in its own
-process, one after another; the table comes last.
+so every page emits exactly the tokens asked (`ignore_eos`); the engine runs one rung (random output always
+fails validation, so the retry ladder would only multiply work). Pages: distinct synthetic A4 pages rendered
+at 144 DPI (1191x1684: 6 tiles + global view, 1121 image tokens). Each system runs in its own process, one
+after another; the table comes last.
 
 On the GPU machine (vLLM from ../shared/tools/vllm-device/; model dir from its make_model_dir.py):
 
-    python3 bench/gpu_ocr.py --model /tmp/dsocr2 --systems docground,vllm-bare,transformers --out $OUT
+    python3 -m bench.gpu_ocr --model /tmp/dsocr2 --systems docground,vllm-bare,decoder-ceiling --out $OUT
+
+(`-m` from the checkout's root: nothing is installed there, and the root is where docground_testing is.)
 """
 
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
-import importlib.util
 import json
+import math
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from docground_testing.module_standins import make_importable, run_dir
+from docground_testing.report_pages import report_page
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
 NGRAM_ARGS = {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]}
-WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but have "
-         "an they you were her she there been one all we their has would when if so no will can more other about "
-         "revenue table figure section result analysis method data model report annual total increase decrease "
-         "value page document market growth company quarter policy review system design").split()
-
-
-def render_page(i: int):
-    """A distinct A4 page at 144 DPI: a title, text lines and small ruled tables (as the shared vLLM bench)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    rng = random.Random(1000003 * i + 7)
-    width, height = 1191, 1684
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    try:
-        font, big = ImageFont.load_default(size=20), ImageFont.load_default(size=34)
-    except TypeError:  # Pillow without FreeType sizes
-        font = big = ImageFont.load_default()
-    draw.text((90, 60), f"Synthetic report page {i}", fill="black", font=big)
-    y = 130
-    while y < height - 120:
-        if rng.random() < 0.08:
-            rows, cols = rng.randint(3, 6), rng.randint(3, 5)
-            cw = (width - 180) // cols
-            for r in range(rows):
-                for c in range(cols):
-                    x0, y0 = 90 + c * cw, y + r * 30
-                    draw.rectangle([x0, y0, x0 + cw, y0 + 30], outline="black")
-                    draw.text((x0 + 6, y0 + 5), f"{rng.randint(0, 999)}.{rng.randint(0, 99):02d}", fill="black",
-                              font=font)
-            y += rows * 30 + 30
-            continue
-        draw.text((90, y), " ".join(rng.choice(WORDS) for _ in range(rng.randint(7, 13))).capitalize(),
-                  fill="black", font=font)
-        y += 28
-    draw.text((width // 2 - 20, height - 70), str(i), fill="black", font=font)
-    return img
 
 
 def render_pages(first: int, count: int) -> list:
     from multiprocessing import get_context
 
     with get_context("spawn").Pool(min(16, os.cpu_count() or 4)) as pool:
-        return pool.map(render_page, range(first, first + count), chunksize=4)
-
-
-RUN_DIR_ENV = "DGBENCH_RUN_DIR"  # not DOCGROUND_*: tests.cluster.cluster_env drops those from a worker's env
-STUBS_ENV = "DGBENCH_STUBS"
-# Stand-ins for what the GPU machine lacks; the benchmarks feed image pages only, so nothing really calls them.
-STAND_INS = {"pymupdf": "def __getattr__(name):\n    return 0\n",
-             "filetype": "def guess(data):\n    return None\n"}
-_OWNED: dict[str, int] = {}  # run folder -> the pid that made it (and alone removes it)
-
-
-def run_dir() -> Path:
-    """This run's temporary folder (the docground link farm, the stand-in modules), made by mkdtemp once per
-    run: child processes reuse it (DGBENCH_RUN_DIR), and the process that made it removes it at exit. Nothing
-    stays in /tmp for a later benchmark on the same machine to pick up."""
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and Path(inherited).is_dir():
-        return Path(inherited)
-    folder = tempfile.mkdtemp(prefix="docground-bench-")
-    _OWNED[folder] = os.getpid()
-    os.environ[RUN_DIR_ENV] = folder
-    atexit.register(cleanup_run_dir, folder)
-    return Path(folder)
-
-
-def cleanup_run_dir(folder: str | None = None) -> None:
-    """Remove the run folder(s) this process made, and every path into them from sys.path and the
-    environment; a no-op for a folder it inherited or in a forked child."""
-    for owned in [folder] if folder else list(_OWNED):
-        if _OWNED.get(owned) != os.getpid():
-            continue
-        shutil.rmtree(owned, ignore_errors=True)
-        del _OWNED[owned]
-
-        def outside(path: str, owned: str = owned) -> bool:
-            return path != owned and not path.startswith(owned + os.sep)
-
-        sys.path[:] = [p for p in sys.path if outside(p)]
-        for name in (RUN_DIR_ENV, STUBS_ENV):
-            if not outside(os.environ.get(name, "")):
-                del os.environ[name]
-        if "PYTHONPATH" in os.environ:
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in os.environ["PYTHONPATH"].split(os.pathsep)
-                                                       if outside(p))
-
-
-def write_stand_ins(folder: Path, stand_ins: dict[str, str] | None = None) -> list[str]:
-    """Write into `folder` a stand-in module for each package of `stand_ins` (default STAND_INS) that is not
-    installed, never for one that is (importlib.util.find_spec decides), and append `folder` to sys.path,
-    after every installed package. Returns the names written."""
-    written = []
-    for name, body in (STAND_INS if stand_ins is None else stand_ins).items():
-        if importlib.util.find_spec(name) is not None:
-            continue
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{name}.py").write_text(f"# placeholder written by bench/gpu_ocr.py: no {name} here\n{body}")
-        written.append(name)
-    if written and str(folder) not in sys.path:
-        sys.path.append(str(folder))
-        importlib.invalidate_caches()
-    return written
-
-
-def use_stand_ins_from_env() -> None:
-    """In a child started as a new interpreter (a Celery worker): append the stand-in folder its parent
-    made (DGBENCH_STUBS) to sys.path, last, as the parent did."""
-    folder = os.environ.get(STUBS_ENV)
-    if folder and Path(folder).is_dir() and folder not in sys.path:
-        sys.path.append(folder)
-        importlib.invalidate_caches()
-
-
-def make_importable() -> None:
-    """Let `docground.*` import from this checkout without installing it, in this process and its children.
-
-    The GPU machine has no pymupdf or filetype; the benchmark feeds image pages only, so placeholder modules
-    stand in for them there (never where the real ones are installed). Both the stand-ins and the link to
-    this checkout live in this run's temporary folder (run_dir), removed at exit. The link (made only where
-    no docground is installed) goes first on sys.path and PYTHONPATH; the stand-ins go last on sys.path and
-    reach children through multiprocessing (which copies sys.path) or DGBENCH_STUBS (use_stand_ins_from_env),
-    never through PYTHONPATH, which would put them before a child's installed packages.
-    """
-    run = run_dir()
-    stubs = Path(tempfile.mkdtemp(prefix="stubs-", dir=run))
-    if write_stand_ins(stubs):
-        os.environ[STUBS_ENV] = str(stubs)
-    try:
-        import docground.ingest  # noqa: F401  (installed, e.g. `pip install -e .`)
-    except ImportError:
-        farm = run / "pkg"
-        pkg = farm / "docground"
-        pkg.mkdir(parents=True, exist_ok=True)
-        for entry in (list((ROOT / "docground").iterdir())
-                      + [ROOT / n for n in ("ingest", "retrieval", "workers", "api")]):
-            link = pkg / entry.name
-            if not link.exists():
-                link.symlink_to(entry)
-        if str(farm) not in sys.path:
-            sys.path.insert(0, str(farm))
-        paths = [str(farm)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        return pool.map(report_page, range(first, first + count), chunksize=4)
 
 
 def engine_kwargs(args) -> dict:
@@ -206,42 +80,98 @@ class CountingBackend:
         self.inner.close()
 
 
-def run_engine(backend, args, pages: int, tokens: int, warm_pages: int) -> dict:
+def length_mix(pages: int, shortest: int, longest: int, loops: int, loop_tokens: int, seed: int = 11) -> list[int]:
+    """Output lengths like real pages: log-uniform between `shortest` and `longest` tokens (many short pages,
+    some long), and `loops` pages spread through the batch that run to `loop_tokens` (a repetition loop
+    until the cap)."""
+    rng = random.Random(seed)
+    lengths = [round(math.exp(rng.uniform(math.log(shortest), math.log(longest)))) for _ in range(pages)]
+    for i in range(min(loops, pages)):
+        lengths[(2 * i + 1) * pages // (2 * loops)] = loop_tokens
+    return lengths
+
+
+def workloads(args, most_pages: int | None = None) -> list[tuple[str, list[int]]]:
+    """(name, output tokens of each page): `fixed` (--pages x --tokens) and `mix` (length_mix)."""
+    out = []
+    for name in args.workloads.split(","):
+        if name == "fixed":
+            lengths = [args.tokens] * args.pages
+        elif name == "mix":
+            lengths = length_mix(args.mix_pages, args.mix_min, args.mix_max, args.mix_loops, args.loop_tokens)
+        else:
+            raise SystemExit(f"unknown workload {name!r}: fixed, mix")
+        out.append((name, lengths[:most_pages] if most_pages else lengths))
+    return out
+
+
+def latency(finish_times: list[float], t0: float) -> dict:
+    """Page latency from the moment the batch was handed over: p50, p95, max."""
+    if not finish_times:
+        return {}
+    lat = sorted(t - t0 for t in finish_times)
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))]
+
+    return {"p50_s": pct(0.5), "p95_s": pct(0.95), "max_s": lat[-1]}
+
+
+def measured(workload: str, lengths: list[int], pages: int, wall: float, out_tokens: int, lat: dict) -> dict:
+    return dict(workload=workload, pages=pages, wall_s=wall, out_tokens=out_tokens, pages_per_s=pages / wall,
+                out_tok_per_s=out_tokens / wall, tokens_asked=sum(lengths), **lat)
+
+
+def system_docground(args) -> list[dict]:
+    from dataclasses import replace
+
     from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine
+    from docground.ingest.engines.deepseek_ocr2.backend_vllm import VllmBackend
     from docground.ingest.engines.deepseek_ocr2.prompt import fixed_length, ladder
+    from docground.ingest.engines.deepseek_ocr2.schema import Generation, PageRequest
     from docground.ingest.providers.image import ImagePage
 
-    counting = CountingBackend(backend)
-    warm = DeepseekOcr2Engine(counting, attempts=fixed_length(ladder()[:1], 16))
-    warm.parse_many([ImagePage(i + 1, im, 144.0) for i, im in enumerate(render_pages(10_000_000, warm_pages))], "w")
-    images = render_pages(0, pages)
-    engine = DeepseekOcr2Engine(counting, attempts=fixed_length(ladder()[:1], tokens))
-    page_objs = [ImagePage(i + 1, im, 144.0) for i, im in enumerate(images)]
-    counting.tokens = 0
-    t0 = time.perf_counter()
-    layouts = engine.parse_many(page_objs, "bench")
-    wall = time.perf_counter() - t0
-    return dict(pages=len(layouts), wall_s=wall, out_tokens=counting.tokens,
-                sample_reason=layouts[0].reason[:120])
+    class LengthsEngine(DeepseekOcr2Engine):
+        """The engine, with each page's output length set by the workload (random weights never stop)."""
 
+        lengths: dict[int, int] = {}
 
-def system_docground(args) -> dict:
-    from docground.ingest.engines.deepseek_ocr2.backend_vllm import VllmBackend
+        def _generate(self, backend, pages, attempt) -> list[Generation]:
+            requests = (PageRequest(self._image(p, attempt.dpi), attempt.task,
+                                    replace(attempt.sampling, max_tokens=self.lengths[p.number])) for p in pages)
+            return backend.generate(requests)
 
     t0 = time.perf_counter()
     workers = None if args.workers < 0 else args.workers
-    kw = engine_kwargs(args)
-    backend = VllmBackend(args.model, preprocess_workers=workers, **{k: v for k, v in kw.items()})
+    ahead = None if args.pages_ahead < 0 else args.pages_ahead
+    backend = VllmBackend(args.model, preprocess_workers=workers, pages_ahead=ahead, **engine_kwargs(args))
     init = time.perf_counter() - t0
-    result = run_engine(backend, args, args.pages, args.tokens, warm_pages=16)
-    n_workers = backend.render_workers
-    result.update(init_s=init, settings=f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, "
-                                          f"{n_workers} render workers, incremental n-gram 30/90")
+    t0 = time.perf_counter()
+    backend.warm_up(pages=min(args.max_num_seqs, 128))  # what a GPU worker does before its first task
+    warm = time.perf_counter() - t0
+    counting = CountingBackend(backend)
+    results = []
+    for name, lengths in workloads(args):
+        engine = LengthsEngine(counting, attempts=fixed_length(ladder()[:1], max(lengths)))
+        engine.lengths = {i + 1: n for i, n in enumerate(lengths)}
+        pages = [ImagePage(i + 1, im, 144.0) for i, im in enumerate(render_pages(0, len(lengths)))]
+        counting.tokens, backend.loop.finish_times, backend.loop.peak_in_engine = 0, [], 0
+        t0, m0 = time.perf_counter(), time.monotonic()
+        layouts = engine.parse_many(pages, "bench")
+        wall = time.perf_counter() - t0
+        r = measured(name, lengths, len(layouts), wall, counting.tokens, latency(backend.loop.finish_times, m0))
+        r.update(peak_in_engine=backend.loop.peak_in_engine, sample_reason=layouts[0].reason[:120])
+        print(f"PROGRESS docground {name}: {r['pages_per_s']:.2f} pages/s", flush=True)
+        results.append(r)
+    settings = (f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, {backend.render_workers} render workers, "
+                f"{backend.loop.capacity} pages held, incremental n-gram 30/90, warm-up {warm:.0f} s")
+    for r in results:
+        r.update(init_s=init, settings=settings)
     backend.close()
-    return result
+    return results
 
 
-def system_vllm_bare(args) -> dict:
+def system_vllm_bare(args) -> list[dict]:
     from vllm import LLM, SamplingParams
     from vllm.model_executor.models.deepseek_ocr import NGramPerReqLogitsProcessor
 
@@ -249,23 +179,68 @@ def system_vllm_bare(args) -> dict:
     llm = LLM(model=args.model, logits_processors=[NGramPerReqLogitsProcessor], **engine_kwargs(args))
     init = time.perf_counter() - t0
 
-    def generate(images, tokens):
-        sp = SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True, skip_special_tokens=False,
-                            extra_args=NGRAM_ARGS)
-        return llm.generate([{"prompt": PROMPT, "multi_modal_data": {"image": im}} for im in images], sp,
-                            use_tqdm=False)
+    def params(tokens: int):
+        return SamplingParams(temperature=0.0, max_tokens=tokens, ignore_eos=True, skip_special_tokens=False,
+                              extra_args=NGRAM_ARGS)
 
-    generate(render_pages(10_000_000, 16), 16)
-    images = render_pages(0, args.pages)
+    def generate(images, lengths):
+        return llm.generate([{"prompt": PROMPT, "multi_modal_data": {"image": im}} for im in images],
+                            [params(n) for n in lengths], use_tqdm=False)
+
+    generate(render_pages(10_000_000, 16), [16] * 16)
+    results = []
+    for name, lengths in workloads(args, most_pages=args.bare_pages):
+        images = render_pages(0, len(lengths))
+        t0, m0 = time.perf_counter(), time.monotonic()
+        outs = generate(images, lengths)
+        wall = time.perf_counter() - t0
+        results.append(measured(name, lengths, len(outs), wall, sum(len(o.outputs[0].token_ids) for o in outs),
+                                latency(_last_token_times(outs), m0)))
+        print(f"PROGRESS vllm-bare {name}: {results[-1]['pages_per_s']:.2f} pages/s", flush=True)
+    for r in results:
+        r.update(init_s=init, settings=f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, one "
+                                       "LLM.generate, NGramPerReqLogitsProcessor 30/90")
+    return results
+
+
+def system_decoder_ceiling(args) -> list[dict]:
+    """The language model alone: text-only prompts as long as a page's (1,130 tokens), the same output
+    lengths, no image, no n-gram guard: what the decoder can do on this GPU at these settings."""
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
     t0 = time.perf_counter()
-    outs = generate(images, args.tokens)
-    wall = time.perf_counter() - t0
-    return dict(pages=len(outs), wall_s=wall, out_tokens=sum(len(o.outputs[0].token_ids) for o in outs),
-                init_s=init, settings=f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, one LLM.generate, "
-                                      "NGramPerReqLogitsProcessor 30/90")
+    llm = LLM(model=args.model, **engine_kwargs(args))
+    init = time.perf_counter() - t0
+    rng = random.Random(5)
+
+    def requests(lengths: list[int]) -> tuple[list, list]:
+        prompts = [TokensPrompt(prompt_token_ids=[0] + [rng.randrange(1000, 120000) for _ in range(1129)])
+                   for _ in lengths]
+        return prompts, [SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in lengths]
+
+    llm.generate(*requests([16] * 16), use_tqdm=False)
+    results = []
+    for name, lengths in workloads(args):
+        prompts, params = requests(lengths)
+        t0, m0 = time.perf_counter(), time.monotonic()
+        outs = llm.generate(prompts, params, use_tqdm=False)
+        wall = time.perf_counter() - t0
+        results.append(measured(name, lengths, len(outs), wall, sum(len(o.outputs[0].token_ids) for o in outs),
+                                latency(_last_token_times(outs), m0)))
+        print(f"PROGRESS decoder-ceiling {name}: {results[-1]['pages_per_s']:.2f} pages/s", flush=True)
+    for r in results:
+        r.update(init_s=init, settings=f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, text-only "
+                                       "prompts of 1,130 tokens, no guard")
+    return results
 
 
-def system_transformers(args) -> dict:
+def _last_token_times(outs) -> list[float]:
+    """Each request's last token, on the engine core's monotonic clock (vLLM's request stats)."""
+    return [o.metrics.last_token_ts for o in outs if getattr(o, "metrics", None) and o.metrics.last_token_ts]
+
+
+def system_transformers(args) -> list[dict]:
     import torch
     from transformers import (
         DeepseekOcr2Config,
@@ -287,11 +262,21 @@ def system_transformers(args) -> dict:
         model = DeepseekOcr2ForConditionalGeneration(full_size_config(DeepseekOcr2Config)).eval()
     torch.set_default_dtype(torch.float32)
     init = time.perf_counter() - t0
-    backend = TransformersBackend(model, processor, batch_size=args.hf_batch)
-    result = run_engine(backend, args, args.hf_pages, args.tokens, warm_pages=2)
-    result.update(init_s=init, settings=f"transformers {_version('transformers')}, eager, batch {args.hf_batch}, "
-                                        "random init (bf16), incremental n-gram 30/90")
-    return result
+    from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine
+    from docground.ingest.engines.deepseek_ocr2.prompt import fixed_length, ladder
+    from docground.ingest.providers.image import ImagePage
+
+    counting = CountingBackend(TransformersBackend(model, processor, batch_size=args.hf_batch))
+    pages = [ImagePage(i + 1, im, 144.0) for i, im in enumerate(render_pages(0, args.hf_pages))]
+    DeepseekOcr2Engine(counting, attempts=fixed_length(ladder()[:1], 16)).parse_many(pages[:2], "warm")
+    counting.tokens = 0
+    t0 = time.perf_counter()
+    layouts = DeepseekOcr2Engine(counting, attempts=fixed_length(ladder()[:1], args.tokens)).parse_many(pages, "b")
+    wall = time.perf_counter() - t0
+    r = measured("fixed", [args.tokens] * len(pages), len(layouts), wall, counting.tokens, {})
+    r.update(init_s=init, settings=f"transformers {_version('transformers')}, eager, batch {args.hf_batch}, "
+                                   "random init (bf16), incremental n-gram 30/90")
+    return [r]
 
 
 def full_size_config(config_cls):
@@ -321,34 +306,37 @@ def _version(package: str) -> str:
         return "?"
 
 
-SYSTEMS = {"docground": system_docground, "vllm-bare": system_vllm_bare, "transformers": system_transformers}
-TIME_CAP_S = {"docground": 300, "vllm-bare": 260, "transformers": 240}  # so one stuck system leaves time to the rest
+SYSTEMS = {"docground": system_docground, "vllm-bare": system_vllm_bare, "decoder-ceiling": system_decoder_ceiling,
+           "transformers": system_transformers}
+# so that one stuck system leaves time to the rest
+TIME_CAP_S = {"docground": 420, "vllm-bare": 330, "decoder-ceiling": 240, "transformers": 240}
 
 
 def run_one(args) -> None:
     make_importable()
     os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")  # flashinfer is not in the device bundle
-    result = SYSTEMS[args.system](args)
-    result.update(system=args.system, tokens_per_page=args.tokens, pages_per_s=result["pages"] / result["wall_s"],
-                  out_tok_per_s=result["out_tokens"] / result["wall_s"])
-    print("RESULT " + json.dumps(result), flush=True)
+    for result in SYSTEMS[args.system](args):
+        result.update(system=args.system)
+        print("RESULT " + json.dumps(result), flush=True)
 
 
 def orchestrate(args) -> None:
     run_dir()  # one temporary folder for every system's process, removed when this one exits
     deadline = time.time() + args.budget
     out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for system in args.systems.split(","):
         left = deadline - time.time()
         if left < 60:
             results.append(dict(system=system, skipped=f"time budget spent ({args.budget} s)"))
             continue
-        cmd = [sys.executable, __file__, "--system", system] + _forwarded(args)
+        cmd = [sys.executable, "-m", "bench.gpu_ocr", "--system", system] + _forwarded(args)  # cwd ROOT: as -m
         started = time.time()
         # its own process group: on timeout the engine core and render workers it started go down with it
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
+                                start_new_session=True, cwd=ROOT)
         try:
             log, _ = proc.communicate(timeout=min(left, TIME_CAP_S[system]))
             rc = proc.returncode
@@ -359,55 +347,81 @@ def orchestrate(args) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(3)  # let its GPU memory be released
         if out_dir:
-            (out_dir / f"log_{system}.txt").write_text(log)
+            with open(out_dir / "gpu_ocr_logs.txt", "a") as logs:  # one file: the device returns at most 8
+                logs.write(f"===== {system} (rc {rc})\n{log[-400_000:]}\n")
         found = [json.loads(line[7:]) for line in log.splitlines() if line.startswith("RESULT ")]
-        if found:
-            results.append(found[-1])
-            print(f"--- {system}: {json.dumps(found[-1])}", flush=True)
-        else:
+        for r in found:
+            print(f"--- {system}: {json.dumps(r)}", flush=True)
+        results += found
+        if not found:
             tail = "\n".join(log.splitlines()[-15:])
             results.append(dict(system=system, skipped=f"rc {rc} after {time.time() - started:.0f} s"))
             print(f"--- {system} failed (rc {rc}):\n{tail}", flush=True)
-    if out_dir:
-        (out_dir / "gpu_ocr.json").write_text(json.dumps(results, indent=1))
+        if out_dir:  # after every system: a call cut off by its time limit keeps what was measured
+            (out_dir / "gpu_ocr.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
     print_table(results, args)
 
 
 def _forwarded(args) -> list[str]:
     return ["--model", args.model, "--pages", str(args.pages), "--tokens", str(args.tokens),
             "--max-num-seqs", str(args.max_num_seqs), "--gpu-mem", str(args.gpu_mem), "--workers", str(args.workers),
-            "--hf-pages", str(args.hf_pages), "--hf-batch", str(args.hf_batch), "--engine-json", args.engine_json]
+            "--hf-pages", str(args.hf_pages), "--hf-batch", str(args.hf_batch), "--engine-json", args.engine_json,
+            "--workloads", args.workloads, "--mix-pages", str(args.mix_pages), "--mix-min", str(args.mix_min),
+            "--mix-max", str(args.mix_max), "--mix-loops", str(args.mix_loops), "--loop-tokens",
+            str(args.loop_tokens), "--bare-pages", str(args.bare_pages), "--pages-ahead", str(args.pages_ahead)]
 
 
 def print_table(results: list[dict], args) -> None:
-    print(f"\nDeepSeek-OCR-2 (dummy weights, real config), synthetic A4 pages at 144 DPI, exactly {args.tokens} output "
-          "tokens per page")
-    print("| system | pages | wall s | pages/s | output tok/s | engine start s | settings |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"\nDeepSeek-OCR-2 (dummy weights, real config), synthetic A4 pages at 144 DPI; fixed = {args.pages} pages "
+          f"x {args.tokens} tokens, mix = {args.mix_pages} pages of {args.mix_min}-{args.mix_max} tokens "
+          f"(log-uniform) with {args.mix_loops} looping to {args.loop_tokens}")
+    print("| system | workload | pages | wall s | pages/s | output tok/s | p50 page s | p95 page s | engine start s "
+          "| settings |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def sec(r: dict, key: str) -> str:
+        return f"{r[key]:.1f}" if key in r else "–"
+
     for r in results:
         if "skipped" in r:
-            print(f"| {r['system']} | – | – | – | – | – | not run: {r['skipped']} |")
+            print(f"| {r['system']} | – | – | – | – | – | – | – | – | not run: {r['skipped']} |")
             continue
-        print(f"| {r['system']} | {r['pages']} | {r['wall_s']:.1f} | {r['pages_per_s']:.2f} "
-              f"| {r['out_tok_per_s']:,.0f} | {r['init_s']:.0f} | {r['settings']} |")
+        print(f"| {r['system']} | {r['workload']} | {r['pages']} | {r['wall_s']:.1f} | {r['pages_per_s']:.2f} "
+              f"| {r['out_tok_per_s']:,.0f} | {sec(r, 'p50_s')} | {sec(r, 'p95_s')} | {r['init_s']:.0f} "
+              f"| {r['settings']} |")
+    ceiling = {r["workload"]: r for r in results if r.get("system") == "decoder-ceiling"}
+    for r in results:
+        if r.get("system") in ("docground", "vllm-bare") and r.get("workload") in ceiling:
+            tok = r["out_tok_per_s"] / ceiling[r["workload"]]["out_tok_per_s"]
+            print(f"{r['system']} {r['workload']}: {tok:.0%} of the decoder ceiling's output tokens/s")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="model directory (config + tokenizer; weights are random)")
-    ap.add_argument("--systems", default="docground,vllm-bare,transformers")
+    ap.add_argument("--systems", default="docground,vllm-bare,decoder-ceiling")
     ap.add_argument("--system", choices=sorted(SYSTEMS), help=argparse.SUPPRESS)
+    ap.add_argument("--workloads", default="fixed,mix", help="fixed (--pages x --tokens), mix (real page lengths)")
     ap.add_argument("--pages", type=int, default=256)
     ap.add_argument("--tokens", type=int, default=1000)
+    ap.add_argument("--mix-pages", type=int, default=256)
+    ap.add_argument("--mix-min", type=int, default=200)
+    ap.add_argument("--mix-max", type=int, default=4000)
+    ap.add_argument("--mix-loops", type=int, default=4, help="pages of the mix that loop until --loop-tokens")
+    ap.add_argument("--loop-tokens", type=int, default=6000)
+    ap.add_argument("--bare-pages", type=int, default=128, help="vllm-bare runs the first this many pages of each "
+                    "workload (it renders in one process: a few pages/s whatever the count)")
     ap.add_argument("--max-num-seqs", type=int, default=256)
+    ap.add_argument("--pages-ahead", type=int, default=-1, help="docground: pages held rendered beyond max_num_seqs; "
+                    "-1 = the backend's default (half of it)")
     ap.add_argument("--gpu-mem", type=float, default=0.9)
     ap.add_argument("--workers", type=int, default=-1, help="docground render workers; -1 = auto")
-    ap.add_argument("--engine-json", default="", help='more vLLM engine arguments for both vLLM systems, e.g. '
-                    '\'{"compilation_config": {"compile_mm_encoder": true}}\'')
+    ap.add_argument("--engine-json", default="", help='more vLLM engine arguments for every vLLM system, e.g. '
+                    '\'{"max_num_batched_tokens": 32768}\'')
     ap.add_argument("--hf-pages", type=int, default=16)
     ap.add_argument("--hf-batch", type=int, default=16)
     ap.add_argument("--budget", type=float, default=540, help="seconds for all systems together")
-    ap.add_argument("--out", default=None, help="folder for logs and gpu_ocr.json")
+    ap.add_argument("--out", default=None, help="folder for gpu_ocr.json and gpu_ocr_logs.txt")
     args = ap.parse_args()
     if args.system:
         run_one(args)

@@ -3,7 +3,7 @@
 1. The guard's cost on ordinary PDFs: the text-layer parse of the evaluation corpus' PDFs (or generated
    two-column PDFs when the corpus is absent), with the page check on (DOCGROUND_PAGE_TIME_LIMIT_S=10)
    and off (0), best of three runs each.
-2. Each hostile file of tests/hostile_files.py: its outcome through `Pipeline.open` and every page, and
+2. Each hostile file of docground_testing/hostile_files.py: its outcome through `Pipeline.open` and every page, and
    how long that took.
 
 Prints two tables; writes JSON to bench/results/hostile.json.
@@ -15,21 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 from docground.errors import DocgroundError
 from docground.ingest.chunking import ChunkerConfig
 from docground.ingest.pipeline import Pipeline
 from docground.ingest.providers import PageLimits
 from docground.ingest.routing import Router
-from tests import hostile_files as hostile
-from tests.pdfgen import two_column_pdf
+from docground_testing import hostile_files as hostile
+from docground_testing.pdfgen import two_column_pdf
 
+ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "eval" / "corpus" / "docs"
 
 

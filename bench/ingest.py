@@ -27,19 +27,17 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import olmocr_checks  # noqa: E402
-import pymupdf  # noqa: E402
+import pymupdf
 
-from docground.ingest.pipeline import document_id, file_sha256  # noqa: E402
-from docground.ingest.processors.furniture import mark_furniture  # noqa: E402
-from docground.ingest.renderers import document_markdown  # noqa: E402
-from docground.service import Docground  # noqa: E402
-from docground.settings import Settings  # noqa: E402
-from tests.citecheck import quote_under_boxes  # noqa: E402
-from tests.test_citations_corpus import questions_from  # noqa: E402
+from docground.ingest.pipeline import document_id, file_sha256
+from docground.ingest.processors.furniture import mark_furniture
+from docground.ingest.renderers import document_markdown
+from docground.service import Docground
+from docground.settings import Settings
+from docground_testing import olmocr_checks
+from docground_testing.citecheck import questions_from, quote_under_boxes
 
 
 def default_corpus() -> Path:

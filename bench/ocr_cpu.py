@@ -19,19 +19,15 @@ import argparse
 import sys
 import time
 import unicodedata
-from pathlib import Path
 
 import pymupdf
 from rapidfuzz.distance import Levenshtein
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from docground.ingest.engines.tesseract import TesseractEngine
 from docground.ingest.engines.textlayer import TextLayerEngine
 from docground.ingest.providers import open_source
-from tests.conftest import CORPUS
-from tests.pdfgen import image_only_pdf, prose_pdf
+from docground_testing.corpus import CORPUS
+from docground_testing.pdfgen import image_only_pdf, prose_pdf
 
 SCAN_DPI = 150
 # (row, [(source, 1-based pages)]): a corpus file, or "generated:<language>" for a page drawn here.

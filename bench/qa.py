@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,13 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pymupdf
+from qa.docs import resolve  # bench/qa/ (this script's folder is on sys.path) holds the data and its tools
 
 from docground.retrieval.refine import page_chars
 from docground.service import Docground
 from docground.settings import Settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from qa.docs import resolve  # noqa: E402  (bench/qa/ holds the data and its tools)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "bench" / "qa"

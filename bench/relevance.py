@@ -17,14 +17,10 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import CORPUS
-
 from docground.retrieval import selection
 from docground.service import Docground
 from docground.settings import Settings
+from docground_testing.corpus import CORPUS
 
 GT = CORPUS / "groundtruth"
 DENSE_READ = 5  # the top cosine among the store's first hits

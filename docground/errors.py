@@ -44,6 +44,27 @@ class ImageTooLarge(DocgroundError):
     http_status = 413
 
 
+class UnpackedTooLarge(DocgroundError):
+    """An Office package (a ZIP: DOCX, XLSX, ODT, ...) that unpacks to more than the limit: a ZIP bomb."""
+
+    code = "unpacked_too_large"
+    http_status = 413
+
+
+class ConversionFailed(DocgroundError):
+    """LibreOffice could not make a PDF of a document within its time and memory limits."""
+
+    code = "conversion_failed"
+    http_status = 422
+
+
+class ConverterUnavailable(DocgroundError):
+    """Office, web and text documents need LibreOffice (or the module of it for this kind), not installed here."""
+
+    code = "converter_unavailable"
+    http_status = 503
+
+
 class NotFound(DocgroundError):
     code = "not_found"
     http_status = 404
@@ -51,6 +72,13 @@ class NotFound(DocgroundError):
 
 class InvalidRequest(DocgroundError):
     code = "invalid_request"
+    http_status = 422
+
+
+class InvalidCallbackUrl(DocgroundError):
+    """A webhook callback URL that is not http(s), or that is or resolves to a non-public address."""
+
+    code = "invalid_callback_url"
     http_status = 422
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -20,11 +21,13 @@ from .components import Components
 from .errors import DocgroundError, NotFound, PipelineMismatch
 from .ingest.pipeline import ProgressCallback, document_id, file_sha256
 from .ingest.processors.figures import save_figure_crops
+from .ingest.providers import pages_kind, sniff_kind
 from .ingest.providers.names import safe_filename
 from .ingest.schema import Chunk, IngestResult, PageLayout
 from .registry import Document, Job, Page, Registration, validate_kb_name
 from .retrieval import sparse
 from .retrieval.store import IndexedChunk
+from .webhooks import check_callback_url
 
 log = logging.getLogger("docground")
 
@@ -41,11 +44,15 @@ class Ingestion(Components):
             return _result(registration.document)
         return _result(self.run_job(registration.job.id, progress))
 
-    def register(self, kb: str, filename: str, data: bytes, idempotency_key: str | None = None) -> Registration:
+    def register(self, kb: str, filename: str, data: bytes, idempotency_key: str | None = None,
+                 callback_url: str | None = None) -> Registration:
         """Stage 1: check the upload, keep the original, register its document and a job.
         Raises a DocgroundError for bad input; a ready document (same pipeline) or an active job of the
-        same file is returned as found (`created` False)."""
+        same file is returned as found (`created` False). `callback_url` is told (docground/webhooks.py)
+        when the document becomes ready or failed, or at once if it already is."""
         validate_kb_name(kb)
+        if callback_url is not None:
+            check_callback_url(callback_url, self.settings.webhook_allow_private)
         filename = safe_filename(filename)
         sha = file_sha256(data)
         doc_id = document_id(kb, sha)
@@ -59,16 +66,20 @@ class Ingestion(Components):
         if existing and existing.status == "ready" and existing.fingerprint == pipeline.fingerprint:
             registration = Registration(existing, None, False)
         else:
-            source = pipeline.open(data)
-            kind, pages = source.kind, source.page_count
+            source = pipeline.open(data, self._kept_rendition(doc_id, data))
+            kind, pages, rendition = source.kind, source.page_count, source.rendition
             source.close()
             self.registry.ensure_kb(kb)
-            self._save_original(doc_id, kind, data)
+            if rendition is not None:  # an Office, web or text document: the PDF its pages are read from
+                self._save_blob(doc_id, f"original.{pages_kind(kind)}", rendition)
+            self._save_blob(doc_id, f"original.{kind}", data)
             registration = self.registry.register(Document(
                 id=doc_id, kb=kb, filename=filename, sha256=sha, kind=kind, size_bytes=len(data), pages_total=pages,
             ), pipeline.fingerprint)
         if idempotency_key:
             self.registry.remember_idempotency_key(kb, idempotency_key, sha, doc_id)
+        if callback_url is not None:
+            self.registry.subscribe(registration.document.id, callback_url)
         return registration
 
     def run_job(self, job_id: str, progress: ProgressCallback | None = None,
@@ -181,7 +192,14 @@ class Ingestion(Components):
         return job, doc
 
     def original(self, doc: Document) -> bytes:
-        return (self.blob_dir(doc.id) / f"original.{doc.kind}").read_bytes()
+        """The file the document's pages are read from: the upload, or the PDF it was converted to."""
+        return (self.blob_dir(doc.id) / f"original.{pages_kind(doc.kind)}").read_bytes()
+
+    def _kept_rendition(self, doc_id: str, data: bytes) -> bytes | None:
+        """The PDF an earlier registration of the same upload converted it to, if kept: converting once
+        keeps the pages (and their count) the same whatever LibreOffice does next time."""
+        path = self.blob_dir(doc_id) / "original.pdf"
+        return path.read_bytes() if path.is_file() and sniff_kind(data) != "pdf" else None
 
     def _prepare(self, kb: str, doc_id: str, filename: str, layouts: list[PageLayout]) -> list[IndexedChunk]:
         pipeline = self.pipeline
@@ -198,12 +216,12 @@ class Ingestion(Components):
         store.flush()
         return len(chunks)
 
-    def _save_original(self, doc_id: str, kind: str, data: bytes) -> None:
+    def _save_blob(self, doc_id: str, name: str, data: bytes) -> None:
         folder = self.blob_dir(doc_id)
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"original.{kind}"
-        if not path.exists():
-            tmp = path.with_suffix(".part")
+        path = folder / name
+        if not path.exists():  # first writer wins; a partial file never takes the name (one per writer)
+            tmp = folder / f"{name}.{os.getpid()}.{threading.get_ident()}.part"
             tmp.write_bytes(data)
             tmp.replace(path)
 

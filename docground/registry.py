@@ -12,6 +12,7 @@ read-modify-write races between worker processes, on SQLite or PostgreSQL).
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from docground.errors import IdempotencyConflict, InvalidRequest
+from docground.errors import IdempotencyConflict, InvalidRequest, NotFound
+from docground.webhooks import EVENTS, DocumentEvent
 
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -60,6 +62,10 @@ class KnowledgeBase(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     api_key_hash: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # Webhooks (docground/webhooks.py): the URL told of every document that becomes ready or failed, and
+    # the secret deliveries are signed with (kept as is: signing needs it; shown once, when rotated).
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
 
 
 class Document(Base):
@@ -133,6 +139,27 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class WebhookDelivery(Base):
+    """One event for one callback URL (docground/webhooks.py). `waiting`: an upload's callback, armed when
+    its document next becomes ready or failed; `pending`: due at next_attempt_at (a claimed attempt moves
+    it on by a lease); then `delivered` or `failed` (given up)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kb: Mapped[str] = mapped_column(String(64), index=True)
+    document_id: Mapped[str] = mapped_column(String(64), index=True)  # no foreign key: events outlive documents
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="waiting", index=True)
+    event: Mapped[str | None] = mapped_column(String(32))
+    payload: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Registration:
     """What registering an upload found or made: the document, and the job to run (None: nothing to do)."""
 
@@ -195,6 +222,8 @@ class Registry:
             for table in (Page, Job):
                 s.execute(delete(table).where(table.document_id == document_id))
             s.execute(delete(IdempotencyKey).where(IdempotencyKey.document_id == document_id))
+            s.execute(delete(WebhookDelivery).where(WebhookDelivery.document_id == document_id,
+                                                    WebhookDelivery.status == "waiting"))
             s.execute(delete(Document).where(Document.id == document_id))
 
     # ---- jobs: one ingestion run of a document
@@ -261,7 +290,8 @@ class Registry:
 
     def advance(self, job_id: str, to: str, from_stages: tuple[str, ...] | None = None, **document_fields) -> bool:
         """Move a job to a stage (only from the given ones) and its document to the matching status;
-        False when the job was elsewhere (another process got there first, or it was deleted)."""
+        False when the job was elsewhere (another process got there first, or it was deleted). A document
+        that becomes ready or failed has its webhook events written in the same transaction."""
         from_stages = from_stages or tuple(st for st in ACTIVE_STAGES if st != to)
         finished = _now() if to in ("done", "failed") else None
         with self.session() as s, s.begin():
@@ -272,6 +302,8 @@ class Registry:
                 document_id = s.scalar(select(Job.document_id).where(Job.id == job_id))
                 s.execute(update(Document).where(Document.id == document_id)
                           .values(status=DOCUMENT_STATUS[to], **document_fields))
+                if finished is not None:
+                    _arm_webhooks(s, document_id)
             return bool(moved)
 
     def heartbeat(self, job_id: str, dispatched: bool = False) -> None:
@@ -335,6 +367,121 @@ class Registry:
                     s.add(IdempotencyKey(kb=kb, key=key, sha256=sha256, document_id=document_id))
         except IntegrityError:  # a concurrent request with the same key stored it first
             self.idempotent_document(kb, key, sha256)
+
+
+    # ---- webhooks (docground/webhooks.py)
+    def set_callback_url(self, kb: str, url: str | None) -> None:
+        with self.session() as s, s.begin():
+            if not s.execute(update(KnowledgeBase).where(KnowledgeBase.name == kb).values(callback_url=url)).rowcount:
+                raise NotFound(f"knowledge base {kb!r} does not exist")
+
+    def rotate_webhook_secret(self, kb: str) -> str:
+        """A new secret for the knowledge base's webhooks; attempts from now on are signed with it."""
+        secret = _new_webhook_secret()
+        with self.session() as s, s.begin():
+            if not s.execute(update(KnowledgeBase).where(KnowledgeBase.name == kb)
+                             .values(webhook_secret=secret)).rowcount:
+                raise NotFound(f"knowledge base {kb!r} does not exist")
+        return secret
+
+    def webhook_secret(self, kb: str) -> str:
+        """The knowledge base's webhook secret, made when first needed."""
+        with self.session() as s, s.begin():
+            s.execute(update(KnowledgeBase).where(KnowledgeBase.name == kb, KnowledgeBase.webhook_secret.is_(None))
+                      .values(webhook_secret=_new_webhook_secret()))
+            secret = s.scalar(select(KnowledgeBase.webhook_secret).where(KnowledgeBase.name == kb))
+        if secret is None:
+            raise NotFound(f"knowledge base {kb!r} does not exist")
+        return secret
+
+    def subscribe(self, document_id: str, url: str) -> None:
+        """Tell `url` when the document next becomes ready or failed; at once if it is ready or failed now."""
+        with self.session() as s, s.begin():
+            # Write first: it locks the document's row (or the database), so an advance() running now
+            # either sees this subscription or has finished before the status below is read.
+            s.execute(update(Document).where(Document.id == document_id).values(updated_at=_now()))
+            doc = s.get(Document, document_id, populate_existing=True)
+            if doc is None:
+                raise NotFound(f"document {document_id!r} does not exist")
+            known = s.scalar(select(WebhookDelivery.id).where(WebhookDelivery.document_id == document_id,
+                                                              WebhookDelivery.status == "waiting",
+                                                              WebhookDelivery.url == url))
+            if known is not None:
+                return
+            delivery = WebhookDelivery(id=uuid.uuid4().hex, kb=doc.kb, document_id=doc.id, url=url, status="waiting")
+            s.add(delivery)
+            if doc.status in EVENTS:
+                _arm(delivery, doc)
+
+    def deliveries(self, document_id: str) -> list[WebhookDelivery]:
+        with self.session() as s:
+            return list(s.scalars(select(WebhookDelivery).where(WebhookDelivery.document_id == document_id)
+                                  .order_by(WebhookDelivery.created_at)))
+
+    def claim_delivery(self, lease_s: float) -> WebhookDelivery | None:
+        """A due delivery, claimed for one attempt: its next attempt moves `lease_s` ahead (so no other
+        sender takes it meanwhile, and one that dies holding it leaves it due again) and it counts it."""
+        now = _now()
+        with self.session() as s, s.begin():
+            due = list(s.scalars(select(WebhookDelivery.id).where(
+                WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now,
+            ).order_by(WebhookDelivery.next_attempt_at).limit(8)))
+            for delivery_id in due:
+                if s.execute(update(WebhookDelivery).where(
+                        WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
+                        WebhookDelivery.next_attempt_at <= now,
+                ).values(next_attempt_at=now + timedelta(seconds=lease_s),
+                         attempts=WebhookDelivery.attempts + 1)).rowcount:
+                    return s.get(WebhookDelivery, delivery_id, populate_existing=True)
+        return None
+
+    def finish_delivery(self, delivery_id: str, delivered: bool, status_code: int | None, error: str | None,
+                        retry_in_s: float | None, max_attempts: int) -> None:
+        """Record an attempt: delivered, due again in `retry_in_s`, or given up (None, or no attempts left)."""
+        now = _now()
+        with self.session() as s, s.begin():
+            row = s.get(WebhookDelivery, delivery_id)
+            if row is None:
+                return
+            row.last_status_code, row.last_error = status_code, error
+            if delivered or retry_in_s is None or row.attempts >= max_attempts:
+                row.status, row.finished_at = ("delivered" if delivered else "failed"), now
+            else:
+                row.next_attempt_at = now + timedelta(seconds=retry_in_s)
+
+    def prune_deliveries(self, older_than_s: float) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(WebhookDelivery).where(WebhookDelivery.status.in_(("delivered", "failed")),
+                                                    WebhookDelivery.finished_at < stale_before(older_than_s)))
+
+
+def _new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def _arm_webhooks(s: Session, document_id: str) -> None:
+    """The document just became ready or failed: arm its uploads' callbacks and add its knowledge base's."""
+    doc = s.get(Document, document_id, populate_existing=True)
+    if doc is None or doc.status not in EVENTS:
+        return
+    waiting = list(s.scalars(select(WebhookDelivery).where(WebhookDelivery.document_id == document_id,
+                                                           WebhookDelivery.status == "waiting")))
+    kb_url = s.scalar(select(KnowledgeBase.callback_url).where(KnowledgeBase.name == doc.kb))
+    if kb_url and kb_url not in {w.url for w in waiting}:
+        waiting.append(WebhookDelivery(id=uuid.uuid4().hex, kb=doc.kb, document_id=doc.id, url=kb_url))
+        s.add(waiting[-1])
+    for delivery in waiting:
+        _arm(delivery, doc)
+
+
+def _arm(delivery: WebhookDelivery, doc: Document) -> None:
+    delivery.event = EVENTS[doc.status]
+    delivery.payload = DocumentEvent(
+        id=delivery.id, event=delivery.event, kb=doc.kb, document_id=doc.id, filename=doc.filename,
+        status=doc.status, pages=doc.pages_total, chunks=doc.chunks, error=doc.error, error_code=doc.error_code,
+        timestamp=_now(),
+    ).model_dump_json()
+    delivery.status, delivery.next_attempt_at = "pending", _now()
 
 
 def stale_before(seconds: float) -> datetime:

@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OcrBackend = Literal["auto", "endpoint", "vllm", "transformers", "cpu", "none"]
+VlmPages = Literal["needed", "complex", "all"]
 
 
 def _default_home() -> Path:
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
                                                            "in pixels (decompression bombs)")
     max_render_pixels: int = Field(50_000_000, description="largest render of a page, in pixels: huge pages "
                                                            "render at a lower DPI, lower still on short memory")
+    convert_time_limit_s: float = Field(180.0, gt=0, description="time LibreOffice may take to convert an Office, "
+                                        "web or text document to PDF; it is killed at the limit")
+    convert_memory_mb: int = Field(3072, gt=0, description="address space LibreOffice may take for one conversion")
+    max_unpacked_mb: int = Field(1024, gt=0, description="what an Office package (DOCX, XLSX, ODT, ...) may unpack "
+                                                         "to, in MiB (ZIP bombs)")
     page_batch_size: int = Field(0, description="pages handed to the engines at once; 0 = what the engines ask for "
                                                 "(a few per Tesseract worker, hundreds for vLLM)")
 
@@ -65,6 +71,12 @@ class Settings(BaseSettings):
     ocr_max_num_seqs: int = Field(256, description="pages in flight at once on in-process vLLM")
     ocr_gpu_memory_utilization: float = Field(0.9, description="share of GPU memory in-process vLLM may take")
     ocr_preprocess_workers: int = Field(-1, description="processes rendering pages for in-process vLLM; -1 = auto")
+    ocr_pages_ahead: int = Field(-1, description="pages in-process vLLM holds rendered beyond ocr_max_num_seqs, so "
+                                                 "that finished pages are replaced at once; -1 = half of it")
+    vlm_pages: VlmPages = Field("complex", description="pages DeepSeek-OCR-2 reads when configured: needed (no "
+                                "usable text layer), complex (also born-digital pages whose structure the text "
+                                "layer cannot give: tables without rules, formulas, multi-column pages with "
+                                "figures, forms), all")
     ocr_batch_size: int = Field(8, description="pages per generate call on the transformers backend")
     ocr_languages: str = Field("auto", description="Tesseract languages (e.g. eng+chi_sim) or auto")
     ocr_dpi: int = Field(200, description="resolution pages are rendered at for Tesseract")
@@ -85,6 +97,9 @@ class Settings(BaseSettings):
         7200, description="a job silent this long is dispatched again from the registry (covers a broker "
                           "that lost its queue); each step is idempotent, so a duplicate only repeats work")
     ingest_threads: int = Field(1, description="threads that run jobs in-process when no broker is set")
+    gpu_worker_tasks: int = Field(4, ge=1, description="page batches a GPU worker runs at once (threads) into its "
+                                  "one engine, so that the next batch's pages enter while the last one's finish; "
+                                  "each batch is acknowledged once its pages are stored")
 
     # serving
     host: str = "127.0.0.1"
@@ -96,6 +111,15 @@ class Settings(BaseSettings):
     admin_key: str | None = Field(None, description="admin API key; unset = local use, auth off, loopback only")
     max_upload_mb: float = Field(200.0, description="largest request body accepted, in MiB")
     rate_limit_per_minute: int = Field(600, description="requests per minute per API key (or client); 0 = off")
+
+    # webhooks (docground/webhooks.py): a callback URL POSTed when a document becomes ready or failed
+    webhook_allow_private: bool = Field(False, description="let callback URLs reach private, loopback and "
+                                        "link-local addresses (a receiver on this machine or network); off, "
+                                        "they are refused when set and again before every attempt")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="time a receiver may take to answer one attempt")
+    webhook_max_attempts: int = Field(12, ge=1, description="attempts at one delivery before it is given up")
+    webhook_backoff_s: float = Field(5.0, gt=0, description="wait before the first retry; doubled after each")
+    webhook_backoff_max_s: float = Field(3600.0, gt=0, description="longest wait between two attempts")
 
     # answer generation: any OpenAI-compatible chat endpoint; unset = extractive answers
     llm_endpoint: str | None = Field(None, description="OpenAI-compatible base URL ending in /v1 (e.g. vllm serve)")

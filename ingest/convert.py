@@ -9,6 +9,9 @@ For a document whose outputs go to `<folder>/<NAME>`:
   figures/<block_id>.png  figure crops (block ids derive from the content, so documents never clash)
   NAME.manifest.json      what the outputs were made from: a document whose manifest matches its
                           content, the engines and the options, and whose outputs all exist, is skipped.
+
+`--stream` reads one page with DeepSeek-OCR-2 and hands its markdown on as the model writes it (the page
+goes to the model whatever its text layer holds); with `--out`, the page's outputs are written as above.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from pathlib import Path
 from docground.errors import InvalidRequest
 from docground.settings import Settings
 
-from .engines.deepseek_ocr2.configure import model_in_process
+from .engines.deepseek_ocr2 import DeepseekOcr2Engine
+from .engines.deepseek_ocr2.configure import model_in_process, uses_endpoint
+from .engines.deepseek_ocr2.output import MarkdownStream
+from .engines.deepseek_ocr2.schema import TextSink
 from .engines.factory import build_router
 from .pipeline import PARSER_VERSION, PageParser, ProgressCallback, document_id, file_sha256, require_readable
 from .processors.figures import figure_path, save_figure_crops
@@ -72,6 +78,7 @@ class ConvertOptions:
     formats: tuple[str, ...] = FORMATS
     pages: tuple[tuple[int, int], ...] | None = None  # None: every page
     dpi: int = 144  # of the figure crops and the boxes images
+    stream: bool = False  # one page, read by DeepSeek-OCR-2 whatever its text layer holds, printed as it is read
 
 
 @dataclass
@@ -105,7 +112,7 @@ class Converter:
         o = self.options
         return {"sha256": sha256, "parser": PARSER_VERSION, "engines": self.parser.engine_versions,
                 "renderer": RENDERER_VERSION, "formats": list(o.formats),
-                "pages": [list(r) for r in o.pages] if o.pages else None, "dpi": o.dpi}
+                "pages": [list(r) for r in o.pages] if o.pages else None, "dpi": o.dpi, "stream": o.stream}
 
     def up_to_date(self, target: Path, made_from: dict) -> list[Path] | None:
         """The outputs, when the manifest says they were made from exactly this and they all exist."""
@@ -146,6 +153,43 @@ class Converter:
             return len(layouts), self._render(source, doc_id, layouts, target)
         finally:
             source.close()
+
+    def stream(self, path: Path, target: Path | None, on_markdown: TextSink) -> PageLayout:
+        """One page read by DeepSeek-OCR-2, its markdown handed to `on_markdown` as the model writes it; with
+        a target, the page's outputs written as `convert` writes them. Errors raise (one file, nothing to go on
+        with); a page the model fails is still read down the engine's ladder and fallbacks, as in `convert`,
+        and its layout's reason says so."""
+        engine = self.parser.router.ocr
+        if not isinstance(engine, DeepseekOcr2Engine):
+            raise InvalidRequest("--stream needs DeepSeek-OCR-2 as the OCR engine (see streaming_problem)")
+        data = path.read_bytes()
+        made_from = self.made_from(file_sha256(data))
+        doc_id = document_id("", made_from["sha256"])
+        source = self.parser.open(data)
+        try:
+            page = source.page(self._one_page(path, source.page_count))
+            if page.refused is not None:
+                raise page.refused
+            route = self.parser.router.route(page)
+            markdown = MarkdownStream(on_markdown)
+            layout = engine.stream(page, doc_id, markdown.feed)
+            markdown.close()
+            layout.reason = f"{route.reason}; streamed: {layout.reason}"
+            if target is not None:
+                mark_furniture([layout])
+                self._write_manifest(target, made_from, self._render(source, doc_id, [layout], target))
+            return layout
+        finally:
+            source.close()
+
+    def _one_page(self, path: Path, page_count: int) -> int:
+        numbers = selected_pages(self.options.pages, page_count)
+        if len(numbers) == 1:
+            return numbers[0]
+        if self.options.pages is None:
+            raise InvalidRequest(f"--stream reads one page; {path.name} has {page_count}: choose one with --pages N")
+        raise InvalidRequest(f"--stream reads one page; --pages selects {len(numbers)} of {path.name}'s "
+                             f"{page_count} page(s)")
 
     def _render(self, source: Source, doc_id: str, layouts: list[PageLayout], target: Path) -> list[Path]:
         folder, formats, outputs = target.parent, self.options.formats, []
@@ -197,6 +241,23 @@ def _figure_links(folder: Path) -> FigureLink:
 # so a folder converts in parallel; a vision model in this process keeps its own pages in flight instead.
 
 _converter: Converter | None = None
+
+
+def streaming_problem(settings: Settings) -> str | None:
+    """Why `--stream` cannot run with these settings, naming the setting to change; None when it can (an
+    endpoint, or vLLM in this process: the backends that hand text on while the model writes it)."""
+    if uses_endpoint(settings) or settings.ocr_backend == "vllm":
+        return None
+    if settings.ocr_backend == "auto" and model_in_process(settings):
+        return None  # vLLM and a GPU are here
+    how = ("set DOCGROUND_OCR_ENDPOINT to an OpenAI-compatible `vllm serve` URL ending in /v1 (with "
+           "DOCGROUND_OCR_BACKEND=auto or endpoint), or DOCGROUND_OCR_BACKEND=vllm on a machine with vLLM and a GPU")
+    reader = {"none": "DOCGROUND_OCR_BACKEND=none reads pages from their text layer alone",
+              "cpu": "DOCGROUND_OCR_BACKEND=cpu reads pages with Tesseract",
+              "transformers": "DOCGROUND_OCR_BACKEND=transformers runs DeepSeek-OCR-2 in batches"}.get(
+        settings.ocr_backend, "no DeepSeek-OCR-2 backend is configured (DOCGROUND_OCR_BACKEND=auto found no "
+                              "DOCGROUND_OCR_ENDPOINT, nor vLLM with a GPU), so Tesseract reads pages")
+    return f"--stream prints the markdown as DeepSeek-OCR-2 writes it, but {reader}, which does not stream: {how}"
 
 
 def default_workers(settings: Settings, documents: int) -> int:

@@ -41,12 +41,14 @@ class PageParser:
         self.router = router
         self.batch_size = batch_size or router.pages_at_once
         self.limits = limits or PageLimits()
-        self.engine_versions = ",".join(f"{e.name}:{e.version}" for e in router.engines)
+        self.engine_versions = ",".join([f"{e.name}:{e.version}" for e in router.engines]
+                                        + ([router.policy] if router.policy else []))
 
-    def open(self, data: bytes) -> Source:
+    def open(self, data: bytes, rendition: bytes | None = None) -> Source:
         """The document's pages within the limits: a DocgroundError for a file they refuse whole; pages
-        the guard refuses are parsed as skipped, with the reason (providers/guard.py)."""
-        return open_source(data, self.limits)
+        the guard refuses are parsed as skipped, with the reason (providers/guard.py). An Office, web or
+        text document is converted to PDF unless the PDF of its first conversion is given."""
+        return open_source(data, self.limits, rendition)
 
     def parse_pages(self, source: Source, doc_id: str, pages: Iterable[int] | None = None,
                     progress: ProgressCallback | None = None) -> list[PageLayout]:

@@ -9,18 +9,27 @@ else the CPU engine.
 The check must stay cheap on born-digital pages (ingest speed is benchmarked against pymupdf4llm): it reads
 the plain text once and the page's image list (a resource lookup); images are placed and drawings counted
 only on pages with little text. Nothing is rendered.
+
+With a vision model that reads structure configured (DeepSeek-OCR-2), DOCGROUND_VLM_PAGES says which
+born-digital pages it also gets: `needed` none (only pages without a usable text layer), `complex` those whose
+structure the text layer cannot give (ingest/page_structure.py: tables without rules, formulas, multi-column
+pages with figures, forms), `all` every page. The model's output on such a page is held to its text layer
+(engines/textlayer_check.py): it gives the structure, the text layer the characters.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import pymupdf
 
 from .engines.base import PageEngine
 from .engines.textlayer import TextLayerEngine
+from .engines.textlayer_check import hold_to_text_layer
 from .geometry import area, normalize, union
+from .page_structure import complex_structure
 from .providers import SourcePage
 from .providers.pdf import PdfPage
 from .schema import PageLayout, PageOutcome
@@ -44,12 +53,17 @@ _CID = re.compile(r"\(cid:\d+\)")
 _UNREADABLE = re.compile("[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
+VlmPages = Literal["needed", "complex", "all"]
+VLM_PAGES: tuple[VlmPages, ...] = ("needed", "complex", "all")
+
+
 @dataclass
 class Route:
     engine: PageEngine | None
     reason: str
     outcome: PageOutcome = PageOutcome.READ  # for a route to no engine: skipped or unread
     refusal: str | None = None
+    layer_checked: bool = False  # a born-digital page sent to the vision model: its text layer vouches
 
 
 def unreadable_share(text: str) -> float:
@@ -106,11 +120,20 @@ def _hidden_text(pdf_page: pymupdf.Page, chars: int) -> str | None:
 
 
 class Router:
-    """Text layer for born-digital pages; everything else goes to the OCR engine, when there is one."""
+    """Text layer for born-digital pages (or, by DOCGROUND_VLM_PAGES, the vision model held to the text
+    layer); everything else goes to the OCR engine, when there is one."""
 
-    def __init__(self, ocr: PageEngine | None = None):
+    def __init__(self, ocr: PageEngine | None = None, vlm_pages: VlmPages = "needed"):
+        if vlm_pages not in VLM_PAGES:
+            raise ValueError(f"vlm_pages must be one of {', '.join(VLM_PAGES)}; got {vlm_pages!r}")
         self.textlayer = TextLayerEngine()
         self.ocr = ocr
+        self.vlm_pages: VlmPages = vlm_pages if ocr is not None and ocr.reads_structure else "needed"
+
+    @property
+    def policy(self) -> str:
+        """What, beyond the engines, decides which engine reads a page (part of the pipeline fingerprint)."""
+        return "" if self.vlm_pages == "needed" else f"vlm_pages={self.vlm_pages}"
 
     @property
     def engines(self) -> list[PageEngine]:
@@ -127,7 +150,7 @@ class Router:
         if not isinstance(page, PdfPage):
             reason = "image page"
         elif (problem := text_layer_problem(page.pdf_page)) is None:
-            return Route(self.textlayer, "text layer")
+            return self._born_digital(page)
         else:
             reason = problem
         if self.ocr is not None:
@@ -136,6 +159,17 @@ class Router:
             # Some text beats none: without OCR, even a doubtful text layer is read.
             return Route(self.textlayer, f"{reason}; no OCR engine available, text layer used")
         return Route(None, f"{reason}; no OCR engine available", PageOutcome.UNREAD)
+
+    def _born_digital(self, page: PdfPage) -> Route:
+        if self.vlm_pages == "needed":
+            return Route(self.textlayer, "text layer")
+        checked = "its text layer checks the characters"
+        if self.vlm_pages == "all":
+            return Route(self.ocr, f"every page to the vision model (DOCGROUND_VLM_PAGES=all); {checked}",
+                         layer_checked=True)
+        if (why := complex_structure(page.pdf_page)) is None:
+            return Route(self.textlayer, "text layer")
+        return Route(self.ocr, f"{why}: structure the text layer cannot give; {checked}", layer_checked=True)
 
     def parse(self, page: SourcePage, document_id: str) -> PageLayout:
         return self.parse_many([page], document_id)[0]
@@ -152,6 +186,8 @@ class Router:
             else:
                 layouts = engine.parse_many([p for p, _ in mine], document_id)
             for (p, r), layout in zip(mine, layouts, strict=True):
+                if r.layer_checked and layout.engine == r.engine.name and layout.outcome is PageOutcome.READ:
+                    layout = hold_to_text_layer(layout, p, document_id)
                 # The route says why this engine; the engine may add what happened (a retry, a fallback).
                 if layout.reason and layout.reason != r.reason:
                     layout.reason = f"{r.reason}; {layout.reason}"

@@ -37,10 +37,11 @@ NUMBER_BONUS = 0.25
 SAME_SCRIPT_BONUS = 0.1
 RESTATEMENT_PENALTY = 0.1
 RANK_DECAY = 0.01
-# Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (0.4 kept every answerable
-# question whose first citation was right and refused 7 of 19 unanswerable ones; a higher bar refuses more
-# of both). The cosine alone is no gate: unanswerable questions about a document score 0.45-0.72 with the
-# default embedder, as high as answerable ones.
+# Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (at 0.35, 7 of 19 unanswerable
+# questions refused and 2 answerable ones whose first citation would have been right; 0.5 refuses 10 of 19
+# and costs 12 right answers: the lexical evidence of unanswerable questions written about a document is
+# as strong as that of answerable ones). The cosine alone is no gate: unanswerable questions about a
+# document score 0.45-0.72 with the default embedder, as high as answerable ones.
 BEST_MIN = 0.35
 # Or two units that hold this share of the question's weighted terms between them.
 TOGETHER_MIN = 0.6

@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from docground_testing.corpus import CORPUS
+
 # CI replays the same examples every run (a red CI is a real regression, not a new random draw);
 # HYPOTHESIS_PROFILE=explore draws fresh examples for deeper fuzzing.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -14,11 +16,6 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-CORPUS = next((p for p in (Path(os.environ.get("DOCGROUND_CORPUS", "/nonexistent")),
-                           Path(__file__).resolve().parents[2] / "shared" / "eval" / "corpus",
-                           Path("/work/shared/eval/corpus")) if p.exists()),
-              Path("/work/shared/eval/corpus"))
 
 
 def corpus_file(relative: str) -> Path:

@@ -8,8 +8,7 @@ import pytest
 from docground.retrieval.answers import extractive_answer, sentences
 from docground.retrieval.refine import TextLayer, quote_boxes
 from docground.retrieval.store import Hit
-
-from .citation_docs import RIVERS, displayed_rects, report_pdf, same_region
+from docground_testing.citation_docs import RIVERS, displayed_rects, report_pdf, same_region
 
 
 @pytest.fixture

@@ -2,8 +2,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from docground.api.app import create_app
-
-from .pdfgen import two_column_pdf
+from docground_testing.pdfgen import two_column_pdf
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""bench/gpu_ocr.py's stand-in modules (for packages the GPU machine lacks): written only for a package that
-is missing, appended to sys.path (installed packages win), kept in a per-run temporary folder that is gone
-after cleanup, and handed to child interpreters by environment, not PYTHONPATH."""
+"""The GPU benchmarks' stand-in modules (docground_testing/module_standins.py, for packages the GPU machine
+lacks): written only for a package that is missing, appended to sys.path (installed packages win), kept in a
+per-run temporary folder that is gone after cleanup, and handed to child interpreters by environment, not
+PYTHONPATH."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import gpu_ocr
+from docground_testing import module_standins as standins
 
 ROOT = Path(__file__).resolve().parents[1]
 ABSENT = "docground_bench_absent_module"
@@ -23,23 +24,23 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 32
 def clean(monkeypatch):
     """A private sys.path and environment: nothing a test adds leaks into the session."""
     monkeypatch.setattr(sys, "path", list(sys.path))
-    for name in (gpu_ocr.RUN_DIR_ENV, gpu_ocr.STUBS_ENV):
+    for name in (standins.RUN_DIR_ENV, standins.STUBS_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
     yield
     sys.modules.pop(ABSENT, None)
-    gpu_ocr.cleanup_run_dir()
+    standins.cleanup_run_dir()
 
 
 def test_stand_in_only_for_a_missing_module_and_gone_after_cleanup(clean):
     import filetype
 
     real = Path(filetype.__file__).resolve()
-    run = gpu_ocr.run_dir()
-    assert run.is_dir() and os.environ[gpu_ocr.RUN_DIR_ENV] == str(run)
-    assert gpu_ocr.run_dir() == run  # one folder per run
+    run = standins.run_dir()
+    assert run.is_dir() and os.environ[standins.RUN_DIR_ENV] == str(run)
+    assert standins.run_dir() == run  # one folder per run
     stubs = run / "stubs"
-    written = gpu_ocr.write_stand_ins(stubs, {ABSENT: "VALUE = 42\n",
+    written = standins.write_stand_ins(stubs, {ABSENT: "VALUE = 42\n",
                                               "filetype": "def guess(data):\n    return None\n"})
 
     assert written == [ABSENT]
@@ -54,18 +55,18 @@ def test_stand_in_only_for_a_missing_module_and_gone_after_cleanup(clean):
     finally:
         sys.modules["filetype"] = filetype
 
-    gpu_ocr.cleanup_run_dir()
+    standins.cleanup_run_dir()
     assert not run.exists()
     assert str(stubs) not in sys.path
-    assert gpu_ocr.RUN_DIR_ENV not in os.environ
+    assert standins.RUN_DIR_ENV not in os.environ
 
 
 def test_make_importable_hands_stand_ins_to_children_by_environment(clean, monkeypatch):
-    monkeypatch.setattr(gpu_ocr, "STAND_INS", {**gpu_ocr.STAND_INS, ABSENT: "VALUE = 7\n"})
+    monkeypatch.setattr(standins, "STAND_INS", {**standins.STAND_INS, ABSENT: "VALUE = 7\n"})
     before = os.environ["PYTHONPATH"]
-    gpu_ocr.make_importable()
-    run = Path(os.environ[gpu_ocr.RUN_DIR_ENV])
-    stubs = Path(os.environ[gpu_ocr.STUBS_ENV])
+    standins.make_importable()
+    run = Path(os.environ[standins.RUN_DIR_ENV])
+    stubs = Path(os.environ[standins.STUBS_ENV])
     assert run in stubs.parents and not Path("/tmp/docground_stubs", f"{ABSENT}.py").exists()
     assert sorted(p.name for p in stubs.iterdir()) == [f"{ABSENT}.py"]  # pymupdf and filetype are installed here
     assert os.environ["PYTHONPATH"] == before  # docground is installed here: no link, and stand-ins never go there
@@ -75,7 +76,7 @@ def test_make_importable_hands_stand_ins_to_children_by_environment(clean, monke
     # Celery worker. A child appends the folder after its installed packages, and exiting does not remove
     # the folder it inherited.
     (stubs / "filetype.py").write_text("def guess(data):\n    return None\n")
-    child = ("from bench.gpu_ocr import run_dir, use_stand_ins_from_env\n"
+    child = ("from docground_testing.module_standins import run_dir, use_stand_ins_from_env\n"
              "use_stand_ins_from_env(); run_dir()\n"
              f"import filetype, {ABSENT}\n"
              f"print({ABSENT}.VALUE, filetype.guess({PNG!r}) is not None, filetype.__file__)\n")
@@ -86,6 +87,6 @@ def test_make_importable_hands_stand_ins_to_children_by_environment(clean, monke
     assert (value, guessed) == ("7", "True") and run not in Path(where).parents
     assert stubs.is_dir()
 
-    gpu_ocr.cleanup_run_dir()
+    standins.cleanup_run_dir()
     assert not run.exists()
-    assert gpu_ocr.STUBS_ENV not in os.environ and gpu_ocr.RUN_DIR_ENV not in os.environ
+    assert standins.STUBS_ENV not in os.environ and standins.RUN_DIR_ENV not in os.environ

@@ -2,10 +2,10 @@
 
 import random
 
-import pymupdf
 import pytest
 
-from .citecheck import quote_under_boxes
+from docground_testing.citecheck import questions_from, quote_under_boxes
+
 from .conftest import corpus_file
 
 DOCS = [
@@ -19,15 +19,6 @@ DOCS = [
     "docs/cjk/pymupdf_chinese-tables.pdf",
     "docs/misc/pdfplumber_scotus-transcript-p1.pdf",
 ]
-QUERIES_PER_DOC = 4
-
-
-def questions_from(data: bytes, rng: random.Random) -> list[str]:
-    """Lines of the document's own text layer, as a reader would paste them."""
-    doc = pymupdf.open(stream=data)
-    lines = [ln.strip() for page in doc for ln in page.get_text().splitlines()]
-    lines = [ln for ln in lines if len(ln) >= 25 and sum(c.isalpha() for c in ln) > 0.6 * len(ln)]
-    return rng.sample(lines, min(QUERIES_PER_DOC, len(lines)))
 
 
 @pytest.mark.timeout(900)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .pdfgen import image_bytes, two_column_pdf
+from docground_testing.pdfgen import image_bytes, two_column_pdf
 
 DOCGROUND = [sys.executable, "-m", "docground.api.cli"]
 
@@ -19,7 +19,7 @@ def test_ingest_folder_then_query_as_json(tmp_path):
     (docs / "sub").mkdir(parents=True)
     data, lines = two_column_pdf(pages=2, seed=11)
     (docs / "sub" / "report.pdf").write_bytes(data)
-    (docs / "notes.txt").write_text("not a document: skipped inside folders")
+    (docs / "notes.bin").write_bytes(b"\x00\x01 not a document: skipped inside folders")
     home = tmp_path / "home"
 
     first = run(["ingest", str(docs), "--kb", "reports", "--json"], home)

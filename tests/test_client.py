@@ -12,10 +12,9 @@ from docground.api.client import AsyncDocgroundClient, DocgroundAPIError, Docgro
 from docground.api.models import KnowledgeBaseKey, QueryResponse
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import report_pdf
-from .live_server import LiveServer
-from .llm_standin import StandIn, source_number
+from docground_testing.citation_docs import report_pdf
+from docground_testing.live_server import LiveServer
+from docground_testing.llm_standin import StandIn, source_number
 
 ADMIN = "client-admin"
 NITRATE = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."
@@ -114,7 +113,7 @@ def test_the_client_covers_every_v1_operation(server):
     placeholders = {"kb": "{kb}", "document_id": "{document_id}", "page": "{page}", "name": "x", "question": "q",
                     "top_k": 5, "mode": "auto", "file": b"x", "filename": None, "idempotency_key": None,
                     "dpi": 110, "boxes": None, "stream": False, "content_format": "markdown",
-                    "block_id": "{block_id}"}
+                    "block_id": "{block_id}", "callback_url": None}
     called = set()
     for fn in vars(_Calls).values():
         if isinstance(fn, staticmethod):

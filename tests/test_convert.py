@@ -17,10 +17,9 @@ from typer.testing import CliRunner
 from docground.api.cli import app as cli
 from docground.ingest.renderers import KIND_COLORS, DocumentLayout
 from docground.ingest.schema import FURNITURE, BlockKind
+from docground_testing.pdfgen import scan_with_red_box, two_column_pdf
 
 from .conftest import corpus_file
-from .pdfgen import two_column_pdf
-from .test_deepseek_figures import scan_with_red_box
 
 CORPUS_PDFS = ("docs/academic/mineru_demo2_ieee_stereo.pdf", "docs/misc/pdfplumber_scotus-transcript-p1.pdf")
 WORD = re.compile(r"[^\W_]{3,}")
@@ -84,7 +83,7 @@ def test_convert_a_folder_writes_markdown_json_and_boxes(tmp_path):
     report, lines = report_pdf()
     (docs / "report.pdf").write_bytes(report)
     (docs / "scans" / "page.png").write_bytes(page_png(report))
-    (docs / "notes.txt").write_text("not a document: left alone inside folders")
+    (docs / "notes.bin").write_bytes(b"\x00\x01 not a document: left alone inside folders")
 
     result = convert(docs, "--out", out)
     assert result.exit_code == 0, result.output

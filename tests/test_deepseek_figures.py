@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import pymupdf
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from docground.ingest.builders import BlockDraft, TextLine, build_block
 from docground.ingest.processors.figures import figure_path, save_figure_crops
 from docground.ingest.providers import open_source
 from docground.ingest.schema import BlockKind, PageLayout
-
-
-def scan_with_red_box() -> bytes:
-    image = Image.new("RGB", (1000, 800), "white")
-    ImageDraw.Draw(image).rectangle([200, 160, 599, 479], fill=(255, 0, 0))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", dpi=(144, 144))
-    return buf.getvalue()
+from docground_testing.pdfgen import scan_with_red_box
 
 
 def layout_with(blocks: list[tuple[BlockKind, tuple]]) -> PageLayout:

@@ -16,8 +16,7 @@ from docground.ingest.engines.deepseek_ocr2.output import (
     to_blocks,
 )
 from docground.ingest.schema import BlockKind
-
-from .citecheck import assert_block_on_page
+from docground_testing.citecheck import assert_block_on_page
 
 RECORDED = Path("/work/shared/eval/dsocr2/news_902x565_grounding.txt")
 CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "eval" / "dsocr2" / RECORDED.name, RECORDED]

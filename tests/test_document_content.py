@@ -17,11 +17,8 @@ from docground.api.app import create_app
 from docground.api.cli import app as cli
 from docground.api.models import DocumentChunks, DocumentLayout
 from docground.ingest.schema import BlockKind
-
-from .live_server import wait_document
-from .pdfgen import two_column_pdf
-from .test_deepseek_figures import scan_with_red_box
-from .test_documents_api import no_rate_limit, upload
+from docground_testing.live_server import no_rate_limit, upload, wait_document
+from docground_testing.pdfgen import scan_with_red_box, two_column_pdf
 
 
 def report_pdf() -> tuple[bytes, list[dict]]:

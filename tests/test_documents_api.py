@@ -8,14 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from docground.api.app import create_app
-
-from .live_server import wait_document
-from .pdfgen import two_column_pdf
-
-
-def no_rate_limit(settings) -> None:
-    if "rate_limit_per_minute" in type(settings).model_fields:  # the API's per-client limit (api/auth.py)
-        settings.rate_limit_per_minute = 0
+from docground_testing.live_server import no_rate_limit, upload, wait_document
+from docground_testing.pdfgen import two_column_pdf
 
 
 @pytest.fixture
@@ -23,12 +17,6 @@ def client(settings, service):
     no_rate_limit(settings)
     with TestClient(create_app(settings, service)) as c:
         yield c
-
-
-def upload(client, kb: str, data: bytes, name: str = "doc.pdf", key: str | None = None):
-    headers = {"Idempotency-Key": key} if key else {}
-    return client.post(f"/v1/knowledge-bases/{kb}/documents", files={"file": (name, data, "application/pdf")},
-                       headers=headers)
 
 
 def test_upload_status_list_query_delete(client, service):
@@ -104,7 +92,7 @@ def test_events_stream_progress_then_done(client):
 def test_bad_uploads_fail_clearly_and_store_nothing(client, service):
     r = upload(client, "kb", b"%PDF-1.7\n garbage that is not a pdf")
     assert r.status_code == 422 and r.json()["code"] == "corrupt_file"
-    r = upload(client, "kb", b"plain text is not a document", "notes.txt")
+    r = upload(client, "kb", b"\x00\x01\x02 binary junk is not a document", "notes.txt")
     assert r.status_code == 415 and r.json()["code"] == "unsupported_file_type"
     r = upload(client, "kb", b"")
     assert r.status_code == 400 and r.json()["code"] == "empty_file"

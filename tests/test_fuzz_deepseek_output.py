@@ -26,8 +26,7 @@ from docground.ingest.engines.deepseek_ocr2.schema import FINISH_LENGTH, FINISH_
 from docground.ingest.engines.deepseek_ocr2.validate import problems
 from docground.ingest.geometry import normalize, union
 from docground.ingest.schema import BlockKind
-
-from .citecheck import assert_block_on_page
+from docground_testing.citecheck import assert_block_on_page
 
 pytestmark = pytest.mark.timeout(120)
 

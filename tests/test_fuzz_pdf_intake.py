@@ -19,9 +19,8 @@ from docground.ingest.chunking import ChunkerConfig
 from docground.ingest.pipeline import Pipeline
 from docground.ingest.providers import PageLimits
 from docground.ingest.routing import Router
-
-from .hostile_files import VISIBLE_TEXT, raw_pdf, scripted_pdf, stream, text_content
-from .pdfgen import rotated_pdf, two_column_pdf
+from docground_testing.hostile_files import VISIBLE_TEXT, raw_pdf, scripted_pdf, stream, text_content
+from docground_testing.pdfgen import rotated_pdf, two_column_pdf
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -11,10 +11,9 @@ from docground.api.app import create_app
 from docground.errors import LLMNotConfigured, LLMUnavailable
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import displayed_rects, report_pdf, same_region
-from .live_server import Borrowed
-from .llm_standin import StandIn, source_number
+from docground_testing.citation_docs import displayed_rects, report_pdf, same_region
+from docground_testing.live_server import Borrowed
+from docground_testing.llm_standin import StandIn, source_number
 
 NITRATE = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."
 FROST = "The market price of arabica rose sharply in 2021 after a severe frost damaged plantations in Minas Gerais."

@@ -18,8 +18,7 @@ from docground.ingest.chunking import ChunkerConfig
 from docground.ingest.pipeline import Pipeline
 from docground.ingest.routing import Router
 from docground.ingest.schema import FURNITURE, Chunk, PageLayout
-
-from .conftest import CORPUS
+from docground_testing.corpus import CORPUS
 
 MIN_COVERAGE = 0.995
 MIN_DOCUMENT_COVERAGE = 0.99  # no single document may lose much, whatever the others make up

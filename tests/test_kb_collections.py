@@ -8,8 +8,7 @@ from qdrant_client import QdrantClient
 from docground.registry import validate_kb_name
 from docground.retrieval import sparse
 from docground.retrieval.store import IndexedChunk, ServerStore, collection_name
-
-from .pdfgen import two_column_pdf
+from docground_testing.pdfgen import two_column_pdf
 
 # Names an "anything else becomes '_'" mapping folds together, and their neighbours.
 COLLIDING = ["acme.eu", "acme_eu", "acme-eu", "acme__eu", "acme._eu", "acme_.eu", "acme..eu", "acme_2eeu",

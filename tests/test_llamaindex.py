@@ -11,9 +11,8 @@ from docground.api.client import DocgroundClient
 from docground.retrieval.llamaindex import DocgroundQueryEngine, DocgroundRetriever
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import displayed_rects, report_pdf, same_region
-from .live_server import LiveServer
+from docground_testing.citation_docs import displayed_rects, report_pdf, same_region
+from docground_testing.live_server import LiveServer
 
 NITRATE = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."
 QUESTION = "How much did nitrate levels fall in the Danube survey?"

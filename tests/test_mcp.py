@@ -19,9 +19,8 @@ from docground.api.auth import Keys
 from docground.api.routes.viewer import parse_boxes
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import ASTRONOMY, displayed_rects, report_pdf, same_region
-from .live_server import LiveServer
+from docground_testing.citation_docs import ASTRONOMY, displayed_rects, report_pdf, same_region
+from docground_testing.live_server import LiveServer
 
 NITRATE = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."
 QUESTION = "How much did nitrate levels fall in the Danube survey?"

@@ -9,9 +9,8 @@ from docground.api.app import create_app
 from docground.registry import Document
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import report_pdf
-from .live_server import Borrowed
+from docground_testing.citation_docs import report_pdf
+from docground_testing.live_server import Borrowed
 
 
 def scrape(client: TestClient) -> dict[tuple[str, tuple], float]:

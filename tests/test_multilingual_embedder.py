@@ -16,9 +16,8 @@ import pymupdf
 import pytest
 
 from docground.retrieval import sparse
-
-from .citecheck import quote_under_boxes
-from .pdfgen import A4
+from docground_testing.citecheck import quote_under_boxes
+from docground_testing.pdfgen import A4
 
 HIDDEN = 48  # the tiny model's vector size: not MiniLM's 384
 WINDOW = 128

@@ -9,10 +9,9 @@ import pytest
 from docground.api.auth import Keys
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import ASTRONOMY, displayed_rects, report_pdf, same_region
-from .live_server import LiveServer
-from .llm_standin import StandIn, source_number
+from docground_testing.citation_docs import ASTRONOMY, displayed_rects, report_pdf, same_region
+from docground_testing.live_server import LiveServer
+from docground_testing.llm_standin import StandIn, source_number
 
 ADMIN = "chat-admin"
 NITRATE = "Nitrate levels fell by twelve percent over the study period, mostly downstream of Vienna."

@@ -31,10 +31,9 @@ from docground.api.models import UPLOAD_MEDIA_TYPES
 from docground.errors import DocgroundError
 from docground.service import Docground
 from docground.settings import Settings
-
-from .live_server import Borrowed
-from .llm_standin import StandIn
-from .pdfgen import WORDS
+from docground_testing.live_server import Borrowed
+from docground_testing.llm_standin import StandIn
+from docground_testing.pdfgen import WORDS
 
 ADMIN = "contract-admin-key"
 EXAMPLES = int(os.environ.get("DOCGROUND_CONTRACT_EXAMPLES", "10"))  # per operation
@@ -53,6 +52,11 @@ def small_pdf(words: list[str]) -> bytes:
 # The one binary field of the schema is the upload: well-formed PDFs, small enough to ingest quickly.
 schemathesis.openapi.format("binary", st.lists(st.sampled_from(WORDS), min_size=1, max_size=12).map(small_pdf)
                             .map(Binary))
+# The one URI field is a webhook's callback_url. The schema cannot say "a host on a public address", which the
+# service also requires (tests/test_webhooks.py checks the refusals): the test supplies URLs of a local port
+# nothing listens on, and the service allows private addresses.
+CALLBACK_URLS = ("http://127.0.0.1:9/hooks/docground", "https://localhost:9/callback?kb=papers")
+schemathesis.openapi.format("uri", st.sampled_from(CALLBACK_URLS))
 
 
 class CountingApp:
@@ -77,7 +81,8 @@ class CountingApp:
 def api(tmp_path_factory, embedder):
     with StandIn(lambda request: "The sources describe it [1].") as llm:
         settings = Settings(home=tmp_path_factory.mktemp("contract") / "home", admin_key=ADMIN,
-                            rate_limit_per_minute=0, llm_endpoint=llm.endpoint, llm_model="standin")
+                            rate_limit_per_minute=0, llm_endpoint=llm.endpoint, llm_model="standin",
+                            webhook_allow_private=True)
         service = Docground(settings)
         service._embedder = embedder
         app = create_app(settings, Borrowed(service))
@@ -108,7 +113,7 @@ class AdminKey:
 def api_schema(api):
     counted, _ = api
     schema = schemathesis.openapi.from_asgi("/openapi.json", counted)
-    schema.auth(AdminKey)
+    schema.auth()(AdminKey)  # registers the provider (schema.auth(AdminKey) would only decorate a test)
     schema.config.generation.update(max_examples=EXAMPLES, deterministic=True)
     # Literals from the app's source would reach the upload field as file content, past the PDF strategy.
     schema.config.analysis.constants.enabled = False
@@ -127,7 +132,7 @@ def test_every_operation_keeps_the_contract(api_schema):
         operations += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             @SETTINGS
-            @given(case=operation.as_strategy(generation_mode=mode))
+            @given(case=operation.as_strategy(generation_mode=mode, auth_storage=api_schema.auth))
             def run(case):
                 case.call_and_validate()
 
@@ -173,7 +178,8 @@ def test_the_python_client_reads_what_the_schema_declares():
     spec = create_app(Settings(home="/nonexistent")).openapi()
     placeholders = {"kb": "{kb}", "document_id": "{document_id}", "page": "{page}", "name": "x", "question": "q",
                     "top_k": 5, "mode": "auto", "file": b"x", "filename": None, "idempotency_key": None,
-                    "dpi": 110, "boxes": None, "stream": False, "content_format": "json", "block_id": "{block_id}"}
+                    "dpi": 110, "boxes": None, "stream": False, "content_format": "json", "block_id": "{block_id}",
+                    "callback_url": None}
     checked = 0
     for name, fn in vars(_Calls).items():
         if not isinstance(fn, staticmethod) or name == "health":

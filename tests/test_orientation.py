@@ -4,16 +4,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from docground.ingest.engines.tesseract import TESSDATA
-from docground.ingest.geometry import normalize
-from docground.ingest.processors.orientation import (
+from docground.ingest.engines.tesseract_orientation import (
     Upright,
     correction,
     detect_rotation,
     detect_skew,
     quarter_turn,
 )
-
-from .pdfgen import two_column_pdf
+from docground.ingest.geometry import normalize
+from docground_testing.pdfgen import two_column_pdf
 
 W, H = 400, 300
 MARK = (60, 40, 180, 90)  # a dark rectangle, pixels of the displayed image

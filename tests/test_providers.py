@@ -2,8 +2,7 @@ import pytest
 
 from docground.errors import CorruptFile, EmptyFile, UnsupportedFileType
 from docground.ingest.providers import open_source, sniff_kind
-
-from .pdfgen import image_bytes, rotated_pdf, two_column_pdf
+from docground_testing.pdfgen import image_bytes, rotated_pdf, two_column_pdf
 
 
 @pytest.mark.parametrize("fmt,kind", [("PNG", "png"), ("JPEG", "jpeg"), ("TIFF", "tiff"), ("WEBP", "webp")])
@@ -18,7 +17,7 @@ def test_pdf_is_recognised_by_content():
 
 @pytest.mark.parametrize("data,error", [
     (b"", EmptyFile),
-    (b"just some text, not a document", UnsupportedFileType),
+    (b"\x00\x01\x02 binary, not a document", UnsupportedFileType),
     (b"PK\x03\x04" + b"\x00" * 100, UnsupportedFileType),
 ])
 def test_unsupported_content_gets_a_clear_error(data, error):

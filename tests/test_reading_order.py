@@ -1,4 +1,4 @@
-from docground.ingest.processors.reading_order import reading_order
+from docground.ingest.engines.reading_order import reading_order
 
 
 def test_aligned_paragraph_gaps_do_not_interleave_columns():

@@ -14,8 +14,7 @@ from docground.ingest.providers.pdf import PdfPage
 from docground.ingest.routing import Router, alnum_share, unreadable_share
 from docground.ingest.schema import PageLayout
 from docground.settings import Settings
-
-from .pdfgen import A4, image_bytes, image_only_pdf, two_column_pdf
+from docground_testing.pdfgen import A4, image_bytes, image_only_pdf, two_column_pdf
 
 SENTENCE = "The quick brown fox jumps over the lazy dog while the citations point at exact lines."
 

@@ -1,9 +1,8 @@
 import pytest
 
 from docground.errors import NotFound
-
-from .citecheck import quote_under_boxes
-from .pdfgen import two_column_pdf
+from docground_testing.citecheck import quote_under_boxes
+from docground_testing.pdfgen import two_column_pdf
 
 
 def test_ingest_then_query_cites_the_lines_the_quote_comes_from(service):

@@ -13,9 +13,8 @@ from docground.api.auth import is_loopback
 from docground.api.cli import app as cli
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import ASTRONOMY, COFFEE, RIVERS, report_pdf
-from .live_server import Borrowed
+from docground_testing.citation_docs import ASTRONOMY, COFFEE, RIVERS, report_pdf
+from docground_testing.live_server import Borrowed
 
 ADMIN = "the-admin-key"
 

@@ -15,8 +15,7 @@ from docground.ingest.geometry import area, intersection, normalize
 from docground.ingest.providers import open_source
 from docground.ingest.providers.image import ImagePage
 from docground.settings import Settings
-
-from .pdfgen import A4, PROSE, image_only_pdf, prose_pdf, two_column_pdf
+from docground_testing.pdfgen import A4, PROSE, image_only_pdf, prose_pdf, two_column_pdf
 
 
 @pytest.fixture(scope="module")

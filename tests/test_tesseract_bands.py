@@ -8,8 +8,7 @@ from PIL import Image, ImageDraw
 from docground.ingest.engines.tesseract import DPI_RANGE, TesseractEngine, band_cuts, line_height
 from docground.ingest.providers import open_source
 from docground.ingest.providers.image import ImagePage
-
-from .pdfgen import image_only_pdf, two_column_pdf
+from docground_testing.pdfgen import image_only_pdf, two_column_pdf
 
 
 def striped(line_px: int, gap_px: int, size=(800, 1000)) -> np.ndarray:

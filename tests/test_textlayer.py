@@ -6,8 +6,7 @@ from docground.ingest.geometry import coverage, normalize
 from docground.ingest.processors.furniture import mark_furniture
 from docground.ingest.providers import open_source
 from docground.ingest.schema import FURNITURE, BlockKind
-
-from .pdfgen import A4, cjk_pdf, rotated_pdf, table_pdf, two_column_pdf
+from docground_testing.pdfgen import A4, cjk_pdf, rotated_pdf, table_pdf, two_column_pdf
 
 
 def parse_all(data: bytes):
@@ -101,7 +100,7 @@ def test_ruled_table_becomes_a_markdown_table_with_row_boxes():
 
 
 def test_header_row_above_the_rules_joins_its_table():
-    from .pdfgen import header_outside_grid_pdf
+    from docground_testing.pdfgen import header_outside_grid_pdf
 
     data, rows = header_outside_grid_pdf()
     layout = parse_all(data)[0]

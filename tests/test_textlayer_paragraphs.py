@@ -8,8 +8,7 @@ from docground.ingest.chunking import Chunker, ChunkerConfig
 from docground.ingest.engines.textlayer import TextLayerEngine
 from docground.ingest.providers import open_source
 from docground.ingest.schema import BlockKind
-
-from .pdfgen import styled_pdf
+from docground_testing.pdfgen import styled_pdf
 
 
 def blocks_of(data: bytes):

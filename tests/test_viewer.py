@@ -15,9 +15,8 @@ from PIL import Image
 
 from docground.service import Docground
 from docground.settings import Settings
-
-from .citation_docs import displayed_rects, report_pdf
-from .live_server import LiveServer
+from docground_testing.citation_docs import displayed_rects, report_pdf
+from docground_testing.live_server import LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FRAME = (0, 153, 136)  # the page frame's colour in viewer.css

@@ -15,8 +15,7 @@ import pytest
 from docground.service import Docground
 from docground.settings import Settings
 from docground.workers.runner import CeleryRunner, wait_for
-
-from .cluster import RedisServer, WorkerProcess, cluster_env, long_pdf, stored_chunks, wait_until
+from docground_testing.cluster import RedisServer, WorkerProcess, cluster_env, long_pdf, stored_chunks, wait_until
 
 PAGES = 40
 PAGE_DELAY_S = 0.15

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import httpx
 
-from bench.load import local_stack, percentile, run_load, table
+from docground_testing.load import local_stack, percentile, run_load, table
 
 
 def test_twenty_concurrent_uploads_while_queries_run(tmp_path):

@@ -21,8 +21,7 @@ from docground.service import Docground
 from docground.settings import Settings
 from docground.workers.celery_app import CPU_QUEUE, GPU_QUEUE, UnsafeTimeouts, make_celery
 from docground.workers.tasks import page_batches
-
-from .cluster import long_pdf, stored_chunks
+from docground_testing.cluster import long_pdf, stored_chunks
 
 POSTGRES_URL = os.environ.get("DOCGROUND_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

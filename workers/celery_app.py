@@ -1,8 +1,13 @@
 """The Celery application, configured from settings: Redis broker, `gpu` and `cpu` queues, at-least-once delivery.
 
 Delivery: a task message is acknowledged only after the task returns (late ack), a worker reserves one
-message at a time (prefetch 1), a task whose worker process dies is requeued (reject on worker lost),
-and a message a dead worker held comes back once the visibility timeout passes. The hard time limit is
+message per task it can run at once (prefetch 1), a task whose worker process dies is requeued (reject on
+worker lost), and a message a dead worker held comes back once the visibility timeout passes.
+
+A GPU worker is one process with one engine that runs DOCGROUND_GPU_WORKER_TASKS page batches at once, on
+threads (gpu_worker_pool): their pages share the engine's continuous batching, so while one batch's last
+pages finish and it is stored and acknowledged, the others keep the engine full. Each batch is still its
+own late-acknowledged message: a worker that dies leaves every batch it held for another. The hard time limit is
 checked against the visibility timeout so that no running task is redelivered while it still runs. Every
 task is idempotent (docground/service.py), so at-least-once delivery gives an exactly-once outcome.
 """
@@ -32,6 +37,12 @@ def check_timeouts(settings: Settings) -> None:
             f"DOCGROUND_VISIBILITY_TIMEOUT_S ({settings.visibility_timeout_s}) must exceed the longest task "
             f"(DOCGROUND_TASK_TIME_LIMIT_S {settings.task_time_limit_s}) and the longest retry backoff "
             f"(DOCGROUND_RETRY_BACKOFF_MAX_S {settings.retry_backoff_max_s})")
+
+
+def gpu_worker_pool(settings: Settings) -> tuple[str, int]:
+    """The pool and concurrency of a worker of the `gpu` queue alone: threads of one process around one
+    engine, as many as page batches it runs at once."""
+    return "threads", settings.gpu_worker_tasks
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -11,6 +11,7 @@ document) with the error; bad input (a DocgroundError) is not retried.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from celery import Task
@@ -32,15 +33,17 @@ FINALIZE_TASK = "docground.finalize"
 # callable Settings -> Docground): an app built around these tasks with other engines sets it there.
 SERVICE_SETTING = "docground_service"
 _service: Docground | None = None
+_service_lock = threading.Lock()
 
 
 def worker_service() -> Docground:
-    """This worker process's service, built on first use (after the pool forked)."""
+    """This worker process's service, built on first use (after the pool forked; once for all its threads)."""
     global _service
-    if _service is None:
-        factory: Callable[[Settings], Docground] = app.conf.get(SERVICE_SETTING) or Docground
-        _service = factory(get_settings())
-    return _service
+    with _service_lock:
+        if _service is None:
+            factory: Callable[[Settings], Docground] = app.conf.get(SERVICE_SETTING) or Docground
+            _service = factory(get_settings())
+        return _service
 
 
 def page_queue(router, engine) -> str:
@@ -135,10 +138,23 @@ def finalize_task(self, job_id: str) -> str:
 @worker_ready.connect
 def _warm_up(sender=None, **_) -> None:
     """A solo or threads worker (a GPU worker: one process, one engine) loads its models before the
-    first task rather than inside it; prefork children build theirs lazily after the fork."""
+    first task rather than inside it, and its engines run a real batch's shapes once (DeepSeek-OCR-2 on
+    in-process vLLM), so the first batch is as fast as the later ones; prefork children build theirs
+    lazily after the fork. Only the engines of the queues this worker consumes: a `cpu` worker never
+    loads the vision model onto a GPU."""
     pool = type(getattr(sender, "pool", None)).__module__
     if pool.endswith((".solo", ".thread")):
         service = worker_service()
         _ = service.pipeline  # the embedder, the router and the pipeline fingerprint
+        consumed = consumed_queues(sender)
         for engine in service.router.engines:
-            engine.warm_up()
+            if consumed is None or page_queue(service.router, engine) in consumed:
+                engine.warm_up()
+
+
+def consumed_queues(consumer) -> set[str] | None:
+    """The queues a worker consumes (None where its consumer does not say)."""
+    try:
+        return set(consumer.app.amqp.queues.consume_from)
+    except AttributeError:
+        return None

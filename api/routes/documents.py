@@ -2,10 +2,10 @@
 server-sent events, listing, deletion, and a ready document's content: its reading-order markdown or
 layout JSON (rendered by ingest/renderers.py, as `docground convert` renders), figure crops and chunks.
 
-The runner (docground/workers/runner.py) starts and stops with the app: Celery workers when
-DOCGROUND_BROKER_URL is set, else threads of this process. Authentication and tenant scope come from
-the app-wide guard (api/auth.py), which scopes these routes by their `kb` and `document_id` path
-parameters.
+Uploads go to the app's runner (`app.state.runner`, docground/workers/runner.py, started by the app's
+lifespan in api/app.py): Celery workers when DOCGROUND_BROKER_URL is set, else threads of this process.
+Authentication and tenant scope come from the app-wide guard (api/auth.py), which scopes these routes by
+their `kb` and `document_id` path parameters.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, File, Header, Query, Request
+from fastapi import APIRouter, File, Header, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -25,7 +24,6 @@ from docground.ingest.geometry import to_points
 from docground.ingest.renderers import FigureLink, document_layout, document_markdown
 from docground.ingest.schema import Block, Chunk
 from docground.registry import Document
-from docground.workers.runner import make_runner
 
 from .. import models
 from ..errors import errors
@@ -47,7 +45,12 @@ from ..models import (
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
 MAX_IDEMPOTENCY_KEY = 255
-SSE = {"text/event-stream": {"schema": {"type": "string"}}}
+# Each server-sent event (Open API before 3.2: the media type's schema describes one event): its name and
+# its data, a JSON object (the document's status; for `error`, a code and a message).
+SSE = {"text/event-stream": {"schema": {
+    "type": "object", "required": ["event", "data"],
+    "properties": {"event": {"type": "string", "enum": ["progress", "done", "error"]},
+                   "data": {"type": "string", "contentMediaType": "application/json"}}}}}
 # Links let generated clients (and schemathesis' stateful runs) follow an accepted document.
 DOCUMENT_LINKS = {"links": {
     op: {"operationId": op, "parameters": {"document_id": "$response.body#/document_id"}}
@@ -55,19 +58,7 @@ DOCUMENT_LINKS = {"links": {
                "delete_document")}}
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # Runs inside the app's own lifespan, so the service already exists.
-    runner = make_runner(app.state.service)
-    app.state.runner = runner
-    await run_in_threadpool(runner.start)
-    try:
-        yield
-    finally:
-        await run_in_threadpool(runner.close)
-
-
-router = APIRouter(tags=["documents"], lifespan=lifespan)
+router = APIRouter(tags=["documents"])
 
 
 def status_of(doc: Document) -> DocumentStatus:
@@ -85,19 +76,24 @@ def _document(request: Request, document_id: str) -> Document:
 
 @router.post("/v1/knowledge-bases/{kb}/documents", response_model=DocumentAccepted, status_code=202,
              operation_id="upload_document",
-             responses={202: DOCUMENT_LINKS, **errors(400, 404, 409, 413, 415, 422)},
+             responses={202: DOCUMENT_LINKS, **errors(400, 404, 409, 413, 415, 422, 503)},
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {
                  "encoding": {"file": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)}}}}}})
 async def upload(kb: KbName, request: Request, form: Annotated[DocumentUpload, File()],
                  idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                                max_length=MAX_IDEMPOTENCY_KEY)] = None
                  ) -> DocumentAccepted:
-    """Accept a file for ingestion. The same file again (or the same Idempotency-Key) answers with the
-    same document and starts no new work; the same key with another file is a 409."""
+    """Accept a file for ingestion: a PDF, a page image (PNG, JPEG, TIFF, WebP), an Office document (DOCX,
+    PPTX, XLSX, ODT, ODP, ODS, RTF, DOC, PPT, XLS), a web page, Markdown or plain text, its type read from
+    the content. Office, web and text documents are converted to PDF here, before the answer (a few
+    seconds). The same file again (or the same Idempotency-Key) answers with the same document and starts
+    no new work; the same key with another file is a 409. A `callback_url` is POSTed a signed event when
+    the document becomes ready or failed (at once if it already is)."""
     file = form.file
     data = await file.read()
     service = request.app.state.service
-    registration = await run_in_threadpool(service.register, kb, file.filename or "upload", data, idempotency_key)
+    registration = await run_in_threadpool(service.register, kb, file.filename or "upload", data, idempotency_key,
+                                           form.callback_url)
     if registration.created:
         await run_in_threadpool(request.app.state.runner.submit, registration.job.id)
     return DocumentAccepted(document_id=registration.document.id, status=registration.document.status)

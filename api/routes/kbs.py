@@ -1,4 +1,5 @@
-"""Knowledge bases: the admin creates them and gets each one's API key; a KB key sees only its own."""
+"""Knowledge bases: the admin creates them and gets each one's API key; a KB key sees only its own.
+A knowledge base's settings (its webhook callback URL) and webhook secret are its key's to change."""
 
 from __future__ import annotations
 
@@ -7,15 +8,24 @@ from sqlalchemy import select
 
 from docground.errors import NotFound
 from docground.registry import KnowledgeBase
+from docground.webhooks import check_callback_url
 
 from ..auth import caller, for_any_tenant, require_admin
 from ..errors import errors
-from ..models import KbName, KnowledgeBaseCreate, KnowledgeBaseInfo, KnowledgeBaseKey
+from ..models import (
+    KbName,
+    KnowledgeBaseCreate,
+    KnowledgeBaseInfo,
+    KnowledgeBaseKey,
+    KnowledgeBaseUpdate,
+    WebhookSecret,
+)
 
 # Links let generated clients (and schemathesis' stateful runs) follow a new knowledge base's name.
 KB_LINKS = {"links": {
     op: {"operationId": op, "parameters": {"kb": "$response.body#/name"}}
-    for op in ("upload_document", "query", "get_knowledge_base", "list_documents", "rotate_key")}}
+    for op in ("upload_document", "query", "get_knowledge_base", "list_documents", "rotate_key",
+               "update_knowledge_base", "rotate_webhook_secret")}}
 
 router = APIRouter(tags=["knowledge bases"])
 
@@ -24,7 +34,29 @@ router = APIRouter(tags=["knowledge bases"])
              dependencies=[Depends(require_admin)], operation_id="create_knowledge_base",
              responses={201: KB_LINKS, **errors(409, 413, 422)})
 def create(body: KnowledgeBaseCreate, request: Request) -> KnowledgeBaseKey:
-    return KnowledgeBaseKey(name=body.name, api_key=request.app.state.keys.issue(body.name, create=True))
+    callback_url = _checked(request, body.callback_url)
+    key = KnowledgeBaseKey(name=body.name, api_key=request.app.state.keys.issue(body.name, create=True))
+    if callback_url is not None:
+        request.app.state.service.registry.set_callback_url(body.name, callback_url)
+    return key
+
+
+@router.patch("/v1/knowledge-bases/{kb}", response_model=KnowledgeBaseInfo, operation_id="update_knowledge_base",
+              responses=errors(404, 422))
+def update(kb: KbName, body: KnowledgeBaseUpdate, request: Request) -> KnowledgeBaseInfo:
+    """Change the knowledge base's settings: `callback_url` (null removes it). Fields left out stay."""
+    registry = request.app.state.service.registry
+    if "callback_url" in body.model_fields_set:
+        registry.set_callback_url(kb, _checked(request, body.callback_url))
+    return get_kb(kb, request)
+
+
+@router.post("/v1/knowledge-bases/{kb}/webhook-secret", response_model=WebhookSecret,
+             operation_id="rotate_webhook_secret", responses=errors(404, 422))
+def rotate_webhook_secret(kb: KbName, request: Request) -> WebhookSecret:
+    """A new secret for the knowledge base's webhooks, shown once; every attempt from now on (retries of
+    earlier events too) is signed with it, and the old one stops verifying."""
+    return WebhookSecret(name=kb, secret=request.app.state.service.registry.rotate_webhook_secret(kb))
 
 
 @router.post("/v1/knowledge-bases/{kb}/api-key", response_model=KnowledgeBaseKey,
@@ -59,4 +91,11 @@ def _names(registry) -> list[KnowledgeBase]:
 
 def _info(registry, row) -> KnowledgeBaseInfo:
     return KnowledgeBaseInfo(name=row.name, documents=len(registry.documents(row.name)),
-                             has_api_key=row.api_key_hash is not None)
+                             has_api_key=row.api_key_hash is not None, callback_url=row.callback_url,
+                             has_webhook_secret=row.webhook_secret is not None)
+
+
+def _checked(request: Request, callback_url: str | None) -> str | None:
+    if callback_url is None:
+        return None
+    return check_callback_url(callback_url, request.app.state.service.settings.webhook_allow_private)

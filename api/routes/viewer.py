@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, Response
 from PIL import Image
 
 from docground.errors import InvalidRequest, NotFound
-from docground.ingest.providers import PageLimits, open_source
+from docground.ingest.providers import PageLimits, open_source, pages_kind
 
 from ..errors import errors
 from ..models import Boxes
@@ -35,7 +35,7 @@ def page_image(document_id: str, page: Annotated[int, Path(ge=1)], request: Requ
                dpi: int = Query(110, ge=36, le=300), boxes: Boxes = None) -> Response:
     service = request.app.state.service
     doc = service.registry.document(document_id)
-    path = service.blob_dir(document_id) / f"original.{doc.kind}" if doc is not None else None
+    path = service.blob_dir(document_id) / f"original.{pages_kind(doc.kind)}" if doc is not None else None
     if path is None or not path.is_file():
         raise NotFound(f"document {document_id!r} does not exist")
     if not 1 <= page <= max(doc.pages_total, 1):

@@ -5,9 +5,10 @@
 # Makes the git-ignored .scaleout-carry/ (about 5 MiB; carry it in the run call):
 #   site.tar.xz   docground's Python dependencies the GPU image lacks, as cp312 wheels installed with
 #                 --target: celery (kombu, billiard, vine, amqp, click-*, prompt_toolkit, wcwidth, tzlocal,
-#                 tzdata), redis, SQLAlchemy, pydantic-settings, python-dotenv, filetype. The vLLM bundle
+#                 tzdata), redis, SQLAlchemy, pydantic-settings, python-dotenv, filetype, snowballstemmer and
+#                 opencc (retrieval's sparse vectors, which the CPU worker computes). The vLLM bundle
 #                 brings pydantic; pymupdf stays behind (the benchmark feeds TIFF scans, and
-#                 bench/gpu_ocr.py's make_importable stubs the import).
+#                 docground_testing/module_standins.py stubs the import).
 #   redis/        Debian's redis-server and redis-tools (apt-get download + dpkg -x), with the libraries the
 #                 GPU image may lack (liblzf1, libjemalloc2, libatomic1)
 #   redis-server  runs that redis-server with those libraries (bench/gpu_device/run_scaleout.sh points
@@ -34,7 +35,7 @@ rm -rf "$C" && mkdir -p "$C/dl" "$C/debs" "$C/build/site"
 WHEELS=(amqp==5.4.2 billiard==4.3.2 celery==5.7.0 click-didyoumean==0.3.1 click-plugins==1.1.1.2
         click-repl==0.4.1 filetype==1.2.0 kombu==5.7.0 prompt_toolkit==3.0.53 pydantic-settings==2.16.3
         python-dotenv==1.2.4 redis==8.1.0 SQLAlchemy==2.1.9 tzlocal==5.4.5 vine==5.1.0 wcwidth==0.9.4
-        tzdata==2026.6)
+        tzdata==2026.6 snowballstemmer==3.1.1 opencc==1.4.2)
 PYVER=${PYVER:-3.12}  # the GPU image's Python
 PLAT=(--only-binary=:all: --python-version "$PYVER" --implementation cp --abi "cp${PYVER/./}" --abi abi3 --abi none
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64

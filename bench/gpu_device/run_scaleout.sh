@@ -35,5 +35,5 @@ if [ "$ENGINE" = vllm ]; then
   MODEL=(--model /tmp/dsocr2)
 fi
 set -o pipefail
-"$PY" bench/gpu_scaleout.py --engine "$ENGINE" "${MODEL[@]}" --out "$OUT" "$@" 2>&1 | tee "$OUT/scaleout_log.txt" \
+"$PY" -m bench.gpu_scaleout --engine "$ENGINE" "${MODEL[@]}" --out "$OUT" "$@" 2>&1 | tee "$OUT/scaleout_log.txt" \
   | grep --line-buffered -v -E "Loading weights|Writing model shards"

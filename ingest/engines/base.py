@@ -20,6 +20,7 @@ class PageEngine(ABC):
     version: str
     pages_at_once: int = 16
     queue: str = "cpu"  # "gpu": its pages go to the GPU workers
+    reads_structure: bool = False  # a vision model that gives layout, tables and formulas (DOCGROUND_VLM_PAGES)
 
     @abstractmethod
     def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:

@@ -44,4 +44,6 @@ def build_ocr_engine(settings: Settings) -> PageEngine | None:
 
 
 def build_router(settings: Settings) -> Router:
-    return Router(ocr=build_ocr_engine(settings))
+    """The OCR engine pages without a usable text layer get, and which born-digital pages a vision model also
+    gets (DOCGROUND_VLM_PAGES; only a model that reads structure takes any)."""
+    return Router(ocr=build_ocr_engine(settings), vlm_pages=settings.vlm_pages)

@@ -1,6 +1,6 @@
 """Scans and photos on the CPU: Tesseract (through tesserocr) into the same page layout the text layer gives.
 
-Each page is rendered, turned upright and levelled (`processors/orientation.py`), and read line by line;
+Each page is rendered, turned upright and levelled (`tesseract_orientation.py`), and read line by line;
 Tesseract's paragraphs become blocks whose lines keep their boxes, mapped back to the page as displayed.
 
 Orientation and languages are settled cheaply: a page is first read turned as, and in the languages that,
@@ -44,11 +44,11 @@ from docground.errors import InvalidRequest
 from ..builders import HANGUL_CHAR, TextLine, build_block, clean_line_text
 from ..classify import body_size, classify_block, mark_title
 from ..geometry import normalize
-from ..processors.orientation import Upright, correction, detect_rotation
-from ..processors.reading_order import reading_order
 from ..providers import SourcePage
 from ..schema import BBox, PageLayout
 from .base import PageEngine, block_id
+from .reading_order import reading_order
+from .tesseract_orientation import Upright, correction, detect_rotation
 
 TESSDATA = Path("/usr/share/tesseract-ocr/5/tessdata")
 DEFAULT_LANGUAGES = "eng"

@@ -16,11 +16,11 @@ import pymupdf
 from ..builders import BlockDraft, TextLine, build_block, clean_line_text, is_unspaced
 from ..classify import LIST_START, SENTENCE_END, body_size, classify_block, mark_title
 from ..geometry import coverage, normalize, union
-from ..processors.reading_order import reading_order
 from ..providers.pdf import PdfPage
 from ..schema import BBox, BlockKind, PageLayout
 from .base import PageEngine, block_id
-from .tables import find_table_drafts
+from .reading_order import reading_order
+from .textlayer_tables import find_table_drafts
 
 FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
 BOLD, MONO = 16, 8

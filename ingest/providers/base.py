@@ -23,8 +23,9 @@ class SourcePage(Protocol):
 
 
 class Source(Protocol):
-    kind: str  # pdf, png, jpeg, tiff, webp
+    kind: str  # pdf, png, jpeg, tiff, webp; docx, pptx, xlsx, odt, odp, ods, rtf, doc, ppt, xls, html, md, txt
     page_count: int
+    rendition: bytes | None  # the PDF a converted document's pages are those of (providers/office.py)
 
     def pages(self) -> Iterator[SourcePage]: ...
 

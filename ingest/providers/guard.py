@@ -49,12 +49,16 @@ class PageLimits:
     memory_mb: int = 2048  # the check's address space beyond the process's own
     image_pixels: int = 200_000_000  # an image file's frame, or an image inside a PDF page
     render_pixels: int = 50_000_000  # the largest render of a page
+    convert_time_s: float = 180.0  # to convert an Office, web or text document to PDF (providers/libreoffice.py)
+    convert_memory_mb: int = 3072  # the conversion's address space
+    unpacked_mb: int = 1024  # what a ZIP package (DOCX, XLSX, ODT, ...) may unpack to
 
     @classmethod
     def from_settings(cls, settings) -> PageLimits:
         return cls(max_pages=settings.max_pages, time_s=settings.page_time_limit_s,
                    memory_mb=settings.page_memory_mb, image_pixels=settings.max_image_pixels,
-                   render_pixels=settings.max_render_pixels)
+                   render_pixels=settings.max_render_pixels, convert_time_s=settings.convert_time_limit_s,
+                   convert_memory_mb=settings.convert_memory_mb, unpacked_mb=settings.max_unpacked_mb)
 
     def render_scale(self, width_px: float, height_px: float) -> float:
         """The factor (at most 1) that brings a render of this size within the render limit and memory."""

@@ -70,6 +70,8 @@ class FramePage(ImagePage):
 class ImageSource:
     """An image file's frames; sizes and count are checked from the headers before any pixel is decoded."""
 
+    rendition = None
+
     def __init__(self, data: bytes, kind: str, limits: PageLimits | None = None):
         self.kind = kind
         self.limits = limits or PageLimits()

@@ -56,6 +56,7 @@ class RefusedPage:
 
 class PdfSource:
     kind = "pdf"
+    rendition: bytes | None = None
 
     def __init__(self, data: bytes, limits: PageLimits | None = None):
         self.limits = limits or PageLimits()

@@ -12,19 +12,19 @@ vLLM is imported only when this backend is built.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 
 from PIL import Image
 
-from .prompt import Sampling, model_prompt
-from .schema import FINISH_LENGTH, FINISH_STOP, Generation, PageRequest
+from .engine_loop import EngineLoop
+from .prompt import GROUNDING, Sampling, model_prompt
+from .schema import FINISH_LENGTH, FINISH_STOP, Generation, PageRequest, TextSink
 
 log = logging.getLogger("docground.ocr")
 
@@ -48,7 +48,9 @@ class VllmBackend:
     name = "vllm"
 
     def __init__(self, model: str, *, preprocess_workers: int | None = None, max_num_seqs: int = 256,
-                 gpu_memory_utilization: float = 0.9, **engine_kwargs):
+                 gpu_memory_utilization: float = 0.9, pages_ahead: int | None = None, **engine_kwargs):
+        """`pages_ahead`: rendered pages held beyond the engine's `max_num_seqs` so that finished pages are
+        replaced at once (default half of max_num_seqs)."""
         # vLLM forks its engine core by default; forked from a threaded host (a Celery worker with its broker
         # threads, torch's CPU thread pool after the embedder loaded) the child can hang on a lock copied
         # mid-hold, as it did in the GPU worker on the H100. Spawn starts it clean.
@@ -63,53 +65,55 @@ class VllmBackend:
         workers = default_workers() if preprocess_workers is None else preprocess_workers
         self.renderers = _start_render_pool(self.engine_kwargs, workers) if workers > 0 else None
         self.render_workers = workers if self.renderers is not None else 0
-        self._lock = threading.Lock()  # vLLM's engine is driven by one thread at a time
-        self._ids = itertools.count()
-        self._params: dict[Sampling, object] = {}
+        self._params: dict[tuple[Sampling, bool], object] = {}
+        ahead = max_num_seqs // 2 if pages_ahead is None else pages_ahead
+        # one thread steps the engine for every caller (the batches a GPU worker runs at once)
+        self.loop = EngineLoop(self.engine, self._render_request, lambda r: self._sampling_params(r.sampling),
+                               _generation, capacity=max_num_seqs + ahead, name="vllm-engine-loop")
 
     def generate(self, requests: Iterable[PageRequest]) -> list[Generation]:
-        with self._lock:
-            return self._run(requests)
+        """Callable from several threads at once: their pages share the engine (engine_loop.py)."""
+        return self.loop.generate(requests)
 
-    def _run(self, requests: Iterable[PageRequest]) -> list[Generation]:
-        rendering: dict[Future, tuple[int, object]] = {}
-        running: dict[str, int] = {}
-        results: dict[int, Generation] = {}
-        count = 0
+    def stream(self, request: PageRequest, on_text: TextSink) -> Generation:
+        """One page beside whatever else is in the engine, each step's new text handed to `on_text` as it is
+        decoded (DELTA outputs: a step reports only what it added; the last one comes with the Generation)."""
+        pieces: list[str] = []
+        tokens = 0
+
+        def on_output(out) -> None:  # on the engine loop's thread
+            nonlocal tokens
+            if out.finished:
+                return
+            delta = out.outputs[0]
+            tokens += len(delta.token_ids)
+            if delta.text:
+                pieces.append(delta.text)
+                on_text(delta.text)
+
+        request_id, result = self.loop.submit(request, self._sampling_params(request.sampling, delta=True),
+                                              on_output)
         try:
-            for position, request in enumerate(requests):
-                future = self._render(model_prompt(request.task), request.image)
-                rendering[future] = (position, self._sampling_params(request.sampling))
-                count = position + 1
-                self._admit(rendering, running, results, block=False)
-            while rendering or running:
-                self._admit(rendering, running, results, block=not running)
-                if running:
-                    for out in self.engine.step():
-                        if out.finished and out.request_id in running:
-                            results[running.pop(out.request_id)] = _generation(out)
-        finally:
-            if running:  # interrupted: free the engine of pages nobody will collect
-                self.engine.abort_request(list(running))
-            for future in rendering:
-                future.cancel()
-        return [results[i] for i in range(count)]
+            last = result.result()
+        except BaseException:  # interrupted (Ctrl-C): free the engine of the page
+            self.loop.abort([request_id])
+            raise
+        if last.text:
+            on_text(last.text)
+        return replace(last, text="".join(pieces) + last.text, tokens=tokens + last.tokens)
 
-    def _admit(self, rendering: dict, running: dict, results: dict, block: bool) -> None:
-        """Hand every rendered page to the engine; wait for one first when the engine has nothing to do."""
-        if not rendering:
-            return
-        if block:
-            wait(rendering, return_when=FIRST_COMPLETED)
-        for future in [f for f in rendering if f.done()]:
-            position, params = rendering.pop(future)
-            request_id = f"dg{next(self._ids)}"
-            try:
-                self.engine.add_request(request_id, future.result(), params)
-            except Exception as exc:  # a page vLLM refuses (too large, undecodable) fails alone
-                results[position] = Generation.failed(f"{type(exc).__name__}: {exc}")
-                continue
-            running[request_id] = position
+    def warm_up(self, pages: int = 64, tokens: int = 16) -> None:
+        """Run a real batch's shapes once before the first document: `pages` A4 pages at 144 DPI in flight
+        together (every render worker renders some; the encoder, prefill chunks and decode batch sizes of a
+        full batch compile and tune now), `tokens` tokens each."""
+        started = time.monotonic()
+        sampling = Sampling(max_tokens=tokens, ignore_eos=True)
+        page = Image.new("RGB", (1191, 1684), "white")
+        self.generate(PageRequest(page, GROUNDING, sampling) for _ in range(pages))
+        log.info("vLLM warmed up on %d pages in %.1f s", pages, time.monotonic() - started)
+
+    def _render_request(self, request: PageRequest) -> Future:
+        return self._render(model_prompt(request.task), request.image)
 
     def _render(self, prompt: str, image) -> Future:
         if self.renderers is not None:
@@ -121,18 +125,21 @@ class VllmBackend:
             future.set_exception(exc)
         return future
 
-    def _sampling_params(self, sampling: Sampling):
-        if sampling not in self._params:
+    def _sampling_params(self, sampling: Sampling, delta: bool = False):
+        """The page's decoding; `delta`: every step reports the text it added (streaming), else only the
+        finished page its whole text."""
+        if (sampling, delta) not in self._params:
             from vllm import SamplingParams
             from vllm.sampling_params import RequestOutputKind
 
-            self._params[sampling] = SamplingParams(
+            self._params[sampling, delta] = SamplingParams(
                 temperature=0.0, max_tokens=sampling.max_tokens, ignore_eos=sampling.ignore_eos,
                 skip_special_tokens=False, extra_args=sampling.ngram_args(),
-                output_kind=RequestOutputKind.FINAL_ONLY)
-        return self._params[sampling]
+                output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY)
+        return self._params[sampling, delta]
 
     def close(self) -> None:
+        self.loop.close()
         if self.renderers is not None:
             self.renderers.shutdown(wait=False, cancel_futures=True)
         self.engine.engine_core.shutdown()

@@ -68,8 +68,9 @@ def _vllm(settings: Settings) -> Backend:
     from .backend_vllm import VllmBackend
 
     workers = None if settings.ocr_preprocess_workers < 0 else settings.ocr_preprocess_workers
+    ahead = None if settings.ocr_pages_ahead < 0 else settings.ocr_pages_ahead
     return VllmBackend(settings.ocr_model, preprocess_workers=workers, max_num_seqs=settings.ocr_max_num_seqs,
-                       gpu_memory_utilization=settings.ocr_gpu_memory_utilization)
+                       gpu_memory_utilization=settings.ocr_gpu_memory_utilization, pages_ahead=ahead)
 
 
 def _transformers(settings: Settings) -> Backend:

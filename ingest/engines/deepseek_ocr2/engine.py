@@ -3,7 +3,8 @@
 Each rung of the ladder sends all still-failing pages to the backend together, so a batching backend keeps
 them all in flight. A page that fails every rung falls back to its own text layer, else to the CPU OCR
 engine, else becomes an empty layout that says why. Transport failures (the endpoint is down) skip the
-rest of the ladder: another prompt would not help.
+rest of the ladder: another prompt would not help. `stream` reads one page with its first rung's text handed
+on as the model writes it (`docground convert --stream`); the rest of the ladder is the same.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from ..base import PageEngine
 from ..textlayer import TextLayerEngine
 from .output import parse_grounded, parse_plain, to_blocks
 from .prompt import Attempt, ladder
-from .schema import Backend, Generation, PageRequest
+from .schema import Backend, Generation, PageRequest, StreamingBackend, TextSink
 from .validate import problems
 
 log = logging.getLogger("docground.ocr")
 
 MAX_SIDE = 2304  # 3 tiles of 768: the model sees no more detail than this along a side
+WARM_UP_PAGES = 128  # enough for every render worker to render several pages, and for full prefill chunks
 
 
 @dataclass
@@ -55,6 +57,7 @@ class DeepseekOcr2Engine(PageEngine):
     name = "deepseek-ocr2"
     version = "1"
     queue = "gpu"  # its pages go to the GPU workers (an endpoint backend works from any worker too)
+    reads_structure = True  # born-digital pages may come for their structure (routing.py: DOCGROUND_VLM_PAGES)
 
     def __init__(self, backend: Backend | None = None, fallback: PageEngine | None = None,
                  attempts: tuple[Attempt, ...] | None = None, max_side: int = MAX_SIDE, pages_at_once: int = 64,
@@ -67,6 +70,7 @@ class DeepseekOcr2Engine(PageEngine):
         self._backend_factory = load_backend
         self._lock = threading.Lock()
         self._load_error: str | None = None
+        self._warm = False  # the backend ran its warm-up batch
         self.fallback = fallback
         self.text_layer = TextLayerEngine()
         self.attempts = attempts or ladder()
@@ -88,7 +92,43 @@ class DeepseekOcr2Engine(PageEngine):
                     raise OcrUnavailable(f"DeepSeek-OCR-2 unavailable: {self._load_error}")
             return self._backend
 
+    def warm_up(self, pages: int | None = None) -> None:
+        """Load the backend now and let it run a real batch's shapes once (a backend with a `warm_up`: in-process
+        vLLM), so that a GPU worker's first document is as fast as its later ones. A backend that fails to
+        load is left for the pages to report (they fall back, saying why)."""
+        try:
+            backend = self.backend
+        except OcrUnavailable:
+            return
+        warm = getattr(backend, "warm_up", None)
+        with self._lock:
+            if warm is None or self._warm:
+                return
+            self._warm = True
+        warm(pages=min(self.pages_at_once, WARM_UP_PAGES) if pages is None else pages)
+
     def parse_many(self, pages: list[SourcePage], document_id: str) -> list[PageLayout]:
+        return self._read(pages, document_id)
+
+    def stream(self, page: SourcePage, document_id: str, on_text: TextSink) -> PageLayout:
+        """One page whose first rung's raw output goes to `on_text` as the model writes it; a page that
+        fails that rung goes on down the ladder, unstreamed, as in `parse_many`."""
+        backend = self.backend  # an unavailable backend raises: a stream has nothing to fall back on
+        if not isinstance(backend, StreamingBackend):
+            raise OcrUnavailable(f"the DeepSeek-OCR-2 {backend.name} backend does not stream: set "
+                                 "DOCGROUND_OCR_ENDPOINT to a `vllm serve` URL, or DOCGROUND_OCR_BACKEND=vllm")
+        first = self.attempts[0]
+        try:
+            generation = backend.stream(PageRequest(self._image(page, first.dpi), first.task, first.sampling),
+                                        on_text)
+        except Exception as exc:  # as in `_generate`: the page falls back rather than being lost
+            log.exception("DeepSeek-OCR-2 backend %s failed", backend.name)
+            generation = Generation.failed(f"{type(exc).__name__}: {exc}")
+        return self._read([page], document_id, first_rung=[generation])[0]
+
+    def _read(self, pages: list[SourcePage], document_id: str,
+              first_rung: list[Generation] | None = None) -> list[PageLayout]:
+        """`first_rung`: the first attempt's generations when they were already made (streamed)."""
         layer_texts = [_text_layer(p) for p in pages]
         trails = [_PageTrail() for _ in pages]
         done: dict[int, PageLayout] = {}
@@ -100,10 +140,13 @@ class DeepseekOcr2Engine(PageEngine):
                 trail.unavailable = True
                 trail.failures.append((self.attempts[0], [f"unavailable ({self._load_error})"]))
             pending = []
-        for attempt in self.attempts:
+        for rung, attempt in enumerate(self.attempts):
             if not pending:
                 break
-            generations = self._generate(backend, [pages[i] for i in pending], attempt)
+            if rung == 0 and first_rung is not None:
+                generations = first_rung
+            else:
+                generations = self._generate(backend, [pages[i] for i in pending], attempt)
             retry = []
             for i, gen in zip(pending, generations, strict=True):
                 blocks = parse_grounded(gen.text) if attempt.grounded else parse_plain(gen.text)

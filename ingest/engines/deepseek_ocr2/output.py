@@ -18,7 +18,7 @@ from ...geometry import area, normalize
 from ...schema import BBox, Block, BlockKind, Line
 from ..base import block_id
 from .prompt import EOS_TEXT
-from .schema import GroundedBlock
+from .schema import GroundedBlock, TextSink
 
 BOX_SCALE = 999
 FULL_PAGE: BBox = (0.0, 0.0, 1.0, 1.0)
@@ -226,3 +226,94 @@ def _word_boundary(text: str, pos: int, end: int, reach: int = 24) -> int:
             if 0 < p < end and text[p - 1].isspace():
                 return p
     return min(pos, end)
+
+
+# ---- streaming: what a reader sees of grounded output while the model is still writing it
+
+_TAGS = (REF, REF_END, DET, DET_END, "<|grounding|>")
+MAX_HEADER_CHARS = 1024  # a grounding header not closed by then is garbage: its tag is dropped, its text shown
+
+
+class MarkdownStream:
+    """Grounded output → its markdown, handed to `sink` piece by piece as the model writes it: grounding
+    headers become paragraph breaks, other tags vanish, the end-of-sentence token ends the page. Nothing is
+    handed on that a later piece could still change (half a tag, whitespace that may grow into a paragraph
+    break), and each piece is read once, so a long page streams in linear time. What `parse_grounded` keeps
+    as a block's content is what shows here; a header cut off at the end shows nothing, as it parses."""
+
+    def __init__(self, sink: TextSink):
+        self.sink = sink
+        self.pending = ""  # from a "<" that may start a tag, until the tag is complete
+        self.space = ""  # whitespace held until the next visible character decides what it becomes
+        self.started = False  # anything shown yet (leading whitespace is dropped)
+        self.ended = False  # the end-of-sentence token came
+
+    def feed(self, piece: str) -> None:
+        if self.ended:
+            return
+        self.pending += piece
+        while self.pending and not self.ended:
+            cut = self.pending.find("<")
+            if cut != 0:  # plain text up to the next "<" (or all of it)
+                text, self.pending = (self.pending, "") if cut < 0 else (self.pending[:cut], self.pending[cut:])
+                self._show(text)
+                continue
+            taken = self._tag()
+            if taken is None:
+                return  # a tag still being written: wait for the next piece
+            self.pending = self.pending[taken:]
+
+    def close(self) -> None:
+        """The model is done: a tag left unfinished is dropped, and the markdown ends with one newline."""
+        self.pending, self.space = "", ""
+        if self.started:
+            self.sink("\n")
+            self.started = False
+
+    def _tag(self) -> int | None:
+        """How much of `pending` (which starts with "<") is consumed now; None to wait for more."""
+        text = self.pending
+        if text.startswith(EOS_TEXT):
+            self.ended = True
+            return len(text)
+        if text.startswith(REF):
+            header = _header_end(text)
+            if header is None and len(text) <= MAX_HEADER_CHARS:
+                return None
+            if header is not None:
+                self.space += "\n\n"  # a new block starts
+                return header
+            return len(REF)  # never closed: drop the tag alone
+        for tag in _TAGS:
+            if text.startswith(tag):
+                return len(tag)
+        if any(tag.startswith(text) for tag in (*_TAGS, EOS_TEXT)):
+            return None  # a tag cut in half so far
+        self._show("<")
+        return 1
+
+    def _show(self, text: str) -> None:
+        for run in re.findall(r"\s+|\S+", text):
+            if run.isspace():
+                self.space += run
+                continue
+            if self.started:
+                self.sink("\n\n" if self.space.count("\n") >= 2 else self.space)
+            self.sink(run)
+            self.space, self.started = "", True
+
+
+def _header_end(text: str) -> int | None:
+    """The end of the `<|ref|>label<|/ref|><|det|>[...]<|/det|>` header `text` starts with; None while
+    it is not complete (the label or the box list still open, or a box list that may still follow)."""
+    label_end = text.find(REF_END, len(REF))
+    if label_end < 0:
+        return None
+    after = label_end + len(REF_END)
+    rest = text[after:].lstrip()
+    if not rest or (DET.startswith(rest) and rest != DET):
+        return None
+    if not rest.startswith(DET):
+        return after  # a label with no box list
+    det_end = text.find(DET_END, len(text) - len(rest))
+    return None if det_end < 0 else det_end + len(DET_END)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -13,6 +13,8 @@ from .prompt import Sampling
 FINISH_STOP = "stop"  # the model ended the page itself (EOS)
 FINISH_LENGTH = "length"  # cut at max_tokens: usually a repetition loop
 FINISH_ERROR = "error"  # the backend could not produce anything
+
+TextSink = Callable[[str], None]  # takes each piece of a page's text as the model writes it
 
 
 @dataclass
@@ -60,3 +62,13 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingBackend(Backend, Protocol):
+    """A backend that can hand over a page's text while the model is still writing it (`convert --stream`)."""
+
+    def stream(self, request: PageRequest, on_text: TextSink) -> Generation:
+        """One page: `on_text` gets each piece of text as it comes; the whole generation is returned at the end,
+        a failure included (with the text that came before it)."""
+        ...

@@ -1,4 +1,4 @@
-"""The Celery app for the tests' worker processes (`celery -A tests.workers_harness worker`): docground's
+"""The Celery app for the tests' worker processes (`celery -A docground_testing.workers_harness worker`): docground's
 real app and tasks, with one difference: each page takes DOCGROUND_TEST_PAGE_DELAY_S longer to parse,
 so that a test can kill a worker or restart Redis while a document is half done. The engines (and so
 the pipeline fingerprint and the chunks) are the configured ones."""

@@ -6,7 +6,7 @@ import io
 import random
 
 import pymupdf
-from PIL import Image
+from PIL import Image, ImageDraw
 
 WORDS = ("ingestion citation retrieval layout column paragraph evidence region engine vector corpus "
          "reading order chunk page span table figure caption heading model answer source").split()
@@ -215,3 +215,12 @@ def styled_pdf(lines: list[list[tuple[str, str]]], size: float = 10.0) -> bytes:
             x += pymupdf.get_text_length(text, fontname=font, fontsize=scale * size)
         y += 1.4 * size
     return doc.tobytes()
+
+
+def scan_with_red_box() -> bytes:
+    """A 1000x800 PNG at 144 DPI, white but for one red box (pixels 200..599 x 160..479): a figure."""
+    image = Image.new("RGB", (1000, 800), "white")
+    ImageDraw.Draw(image).rectangle([200, 160, 599, 479], fill=(255, 0, 0))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", dpi=(144, 144))
+    return buf.getvalue()

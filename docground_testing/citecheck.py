@@ -3,12 +3,16 @@ invariants every engine's output keeps, whatever it was fed."""
 
 from __future__ import annotations
 
+import random
 import re
 import unicodedata
 
+import pymupdf
 from rapidfuzz import fuzz
 
 from docground.ingest.providers import open_source
+
+QUERIES_PER_DOC = 4
 
 
 def _norm(text: str) -> str:
@@ -32,3 +36,11 @@ def assert_block_on_page(block) -> None:
         assert 0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0
     for line in block.lines:
         assert 0 <= line.start < line.end <= len(block.markdown)
+
+
+def questions_from(data: bytes, rng: random.Random) -> list[str]:
+    """Lines of the document's own text layer, as a reader would paste them."""
+    doc = pymupdf.open(stream=data)
+    lines = [ln.strip() for page in doc for ln in page.get_text().splitlines()]
+    lines = [ln for ln in lines if len(ln) >= 25 and sum(c.isalpha() for c in ln) > 0.6 * len(ln)]
+    return rng.sample(lines, min(QUERIES_PER_DOC, len(lines)))

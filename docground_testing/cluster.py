@@ -1,6 +1,6 @@
 """A real local cluster for tests and benchmarks: a private redis-server on a free port and Celery
 worker processes, each killable with SIGKILL. Nothing here is a mock: the workers run docground's
-Celery app and tasks (tests/workers_harness.py only paces the page engine)."""
+Celery app and tasks (workers_harness.py only paces the page engine)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class WorkerProcess:
     count = 0
 
     def __init__(self, env: dict[str, str], log_dir: Path, queues: str = "cpu,gpu", pool: str = "solo",
-                 app: str = "tests.workers_harness", cli: bool = False, concurrency: int = 1,
+                 app: str = "docground_testing.workers_harness", cli: bool = False, concurrency: int = 1,
                  cwd: Path = ROOT, hostname: str | None = None):
         WorkerProcess.count += 1
         self.name = f"w{WorkerProcess.count}"

@@ -1,4 +1,5 @@
-"""Reading order by recursive XY-cut, column by column.
+"""Reading order by recursive XY-cut, column by column (the text-layer and Tesseract engines order their blocks
+with it; DeepSeek-OCR-2 emits its own).
 
 Plain XY-cut splits a two-column page at every height where both columns happen to have a paragraph
 gap, interleaving the columns. Here a horizontal cut is kept only between bands that do not share a
