@@ -120,7 +120,7 @@ class QueryTerms:
         found = [set(stems(t, self.language)) for t in texts]
         n = max(len(found), 1)
         self.weights = {}
-        for t in wanted:
+        for t in sorted(wanted):  # one order: sums of float weights must not depend on the hash seed
             df = sum(1 for f in found if t in f)
             weight = math.log(1 + n / (1 + df)) + 0.1
             # a CJK bigram no retrieved text holds most likely straddles two words of the question

@@ -211,7 +211,7 @@ def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     asks = _asks_for(question)
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
     found = [c for c in found if c.score > 0 or c.own > 0]
-    found.sort(key=lambda c: -c.score)
+    found.sort(key=lambda c: (-c.score, c.rank, c.unit.start))  # ties broken the same way every time
     return found
 
 

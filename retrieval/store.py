@@ -87,6 +87,12 @@ class ChunkStore(Protocol):
     def close(self) -> None: ...
 
 
+def _in_order(hits: list[Hit]) -> list[Hit]:
+    """Best first, equal fused scores (frequent: ranks tie) by id, so the same query answers the same way
+    on every run; the engine leaves the order of ties open."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))
+
+
 def _cosine(query: np.ndarray, vector) -> float:
     if vector is None:
         return 0.0
@@ -157,8 +163,8 @@ class EdgeStore:
                                  with_payload=True, with_vector=[DENSE])
         with self._lock:
             points = self.shard.query(request)
-        return [Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
-                for p in points]
+        return _in_order([Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
+                          for p in points])
 
     def count(self, document_id: str | None = None) -> int:
         with self._lock:
@@ -239,8 +245,8 @@ class ServerStore:
         fusion = m.RrfQuery(rrf=m.Rrf(k=RRF_K, weights=[dense_weight, 1.0][:len(prefetch)]))
         result = self.client.query_points(self.collection, prefetch=prefetch, query=fusion,
                                           limit=limit, with_payload=True, with_vectors=[DENSE])
-        return [Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
-                for p in result.points]
+        return _in_order([Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
+                          for p in result.points])
 
     def count(self, document_id: str | None = None) -> int:
         flt = self._doc_filter([document_id] if document_id else None)
