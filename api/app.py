@@ -17,27 +17,33 @@ from docground.workers.runner import Runner, make_runner
 from . import mcp_server
 from .auth import BodySizeLimit, Keys, RateLimiter, declare_guard, guard
 from .errors import install_error_handlers
+from .home import serving_home
 from .metrics import install_metrics
 from .routes import documents, health, kbs, openai_compat, query, viewer, webhooks
 
 
-def create_app(settings: Settings | None = None, service: Docground | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, service: Docground | None = None,
+               lock_url: str | None = None) -> FastAPI:
+    """`lock_url` (docground serve): the address written to the home's lock file (api/home.py) while the app
+    runs, so that the CLI on the same home goes through this server instead of opening its stores."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.ready = False
-        app.state.service = service or Docground(settings)
-        app.state.keys = Keys(app.state.service.registry)
-        # Load the embedding model before answering ready: the first query should not pay for it.
-        await run_in_threadpool(lambda: app.state.service.embedder)
-        try:
-            async with running_jobs(app.state.service) as runner, sending_webhooks(app.state.service):
-                app.state.runner = runner  # the documents routes hand uploads to it
-                app.state.ready = True
-                yield
-        finally:
-            app.state.service.close()
+        # The lock first: a CLI started meanwhile waits for this server instead of racing it for the stores.
+        with serving_home(settings.home, lock_url):
+            app.state.service = service or Docground(settings)
+            app.state.keys = Keys(app.state.service.registry)
+            # Load the embedding model before answering ready: the first query should not pay for it.
+            await run_in_threadpool(lambda: app.state.service.embedder)
+            try:
+                async with running_jobs(app.state.service) as runner, sending_webhooks(app.state.service):
+                    app.state.runner = runner  # the documents routes hand uploads to it
+                    app.state.ready = True
+                    yield
+            finally:
+                app.state.service.close()
 
     # guard checks every /v1 route (key, tenant scope, rate limit), including routes added later.
     app = FastAPI(title="docground", version=__version__, lifespan=lifespan, dependencies=[Depends(guard)])

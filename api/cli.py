@@ -36,10 +36,33 @@ def _settings(home: Path | None) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _service(home: Path | None):
+def _service(settings: Settings):
     from docground.service import Docground
 
-    return Docground(_settings(home))
+    return Docground(settings)
+
+
+def _server(settings: Settings):
+    """A client of the `docground serve` that holds this home (api/home.py), or None: then this process
+    opens the home itself. The admin key is the one the server reads, from the same settings."""
+    from docground.api.client import DocgroundClient
+    from docground.api.home import running_server
+
+    lock = running_server(settings.home)
+    if lock is None:
+        return None
+    return DocgroundClient(lock.url, api_key=settings.admin_key, timeout=600.0)
+
+
+def _server_failed(exc: Exception) -> typer.Exit:
+    """An error the server answered (its message, as the embedded path prints it) or a lost connection."""
+    from docground.api.client import DocgroundAPIError
+
+    message = exc.message if isinstance(exc, DocgroundAPIError) else f"the server stopped answering: {exc}"
+    if isinstance(exc, DocgroundAPIError) and exc.status == 401:
+        message += " (the server of this home has an admin key: set DOCGROUND_ADMIN_KEY here too)"
+    err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(2)
 
 
 def collect_files(paths: list[Path]) -> tuple[list[Path], list[Path]]:
@@ -71,13 +94,17 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
     files, missing = collect_files(paths)
     results = [IngestResult(filename=str(p), document_id=None, status="failed", error="no such file or folder",
                             error_code="not_found") for p in missing]
-    service = runner = None
+    settings = _settings(home)
+    service = runner = server = None
     show_bar = not as_json and err.is_terminal
     try:
-        service = _service(home)
-        ingest_file = service.ingest
-        if service.settings.broker_url:
-            runner, ingest_file = _workers_ingest(service, kb, files)
+        if server := _server(settings):
+            ingest_file = _server_ingest(server, kb, files)
+        else:
+            service = _service(settings)
+            ingest_file = service.ingest
+            if service.settings.broker_url:
+                runner, ingest_file = _workers_ingest(service, kb, files)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not show_bar, transient=True) as bar:
             overall = bar.add_task("files", total=len(files))
@@ -94,17 +121,23 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
                 bar.advance(overall)
                 if not as_json:
                     _print_result(result)
-            if any(r.status == "ready" for r in results):
+            if service is not None and any(r.status == "ready" for r in results):
                 bar.add_task("indexing vectors", total=None)
                 service.optimize(kb)  # this process answers no queries, so it can take the time
     except DocgroundError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(2) from exc
+    except Exception as exc:
+        if server is None or not _is_server_error(exc):
+            raise
+        raise _server_failed(exc) from exc
     finally:
         if runner is not None:
             runner.close()
         if service is not None:
             service.close()
+        if server is not None:
+            server.close()
     if as_json:
         keys = ("filename", "document_id", "pages", "chunks", "status", "error")
         print(json.dumps([{k: getattr(r, k) for k in keys} for r in results], indent=2))
@@ -113,6 +146,48 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
             _print_result(r)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def _is_server_error(exc: Exception) -> bool:
+    import httpx
+
+    from docground.api.client import DocgroundAPIError
+
+    return isinstance(exc, DocgroundAPIError | httpx.HTTPError)
+
+
+def _server_ingest(server, kb: str, files: list[Path]):
+    """Through the server that holds the home: every file is uploaded first (its runner takes them in
+    turn), then followed through its document events with the same progress bar."""
+    from collections import deque
+
+    from docground.api.client import DocgroundAPIError
+    from docground.api.models import DocumentStatus, IngestResult
+
+    submitted: deque[IngestResult | str] = deque()
+    for f in files:
+        try:
+            submitted.append(server.upload(kb, f.read_bytes(), f.name).document_id)
+        except DocgroundAPIError as exc:
+            if exc.status >= 500 or exc.status in (401, 403, 429):  # the server's trouble, not the file's
+                raise
+            submitted.append(IngestResult(filename=f.name, document_id=None, status="failed", error=exc.message,
+                                          error_code=exc.code))
+
+    def ingest_file(kb: str, filename: str, data: bytes, progress=None) -> IngestResult:
+        found = submitted.popleft()
+        if isinstance(found, IngestResult):
+            return found
+        doc = None
+        for event in server.document_events(found):
+            doc = event.response if event.name == "done" else DocumentStatus(**event.data)
+            if progress is not None and doc.pages_total:
+                progress(doc.pages_done, doc.pages_total)
+        doc = doc or server.document(found)
+        return IngestResult(filename=doc.filename, document_id=doc.document_id, pages=doc.pages_total,
+                            chunks=doc.chunks, status=doc.status, error=doc.error, error_code=doc.error_code)
+
+    return ingest_file
 
 
 def convert_targets(paths: list[Path], out: Path) -> tuple[list[tuple[Path, Path]], list[Path]]:
@@ -345,14 +420,25 @@ def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbO
     if mode not in ("auto", "extractive", "generate"):
         err.print(f"[red]error:[/red] --mode must be auto, extractive or generate, not {mode!r}")
         raise typer.Exit(2)
-    service = _service(home)
-    try:
-        response = service.query(kb, question, top_k, mode)
-    except DocgroundError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(2) from exc
-    finally:
-        service.close()
+    settings = _settings(home)
+    if server := _server(settings):
+        try:
+            response = server.query(kb, question, top_k, mode)
+        except Exception as exc:
+            if not _is_server_error(exc):
+                raise
+            raise _server_failed(exc) from exc
+        finally:
+            server.close()
+    else:
+        service = _service(settings)
+        try:
+            response = service.query(kb, question, top_k, mode)
+        except DocgroundError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from exc
+        finally:
+            service.close()
     if as_json:
         print(response.model_dump_json(indent=2))
         return
@@ -377,7 +463,18 @@ def export(document: Annotated[str, typer.Argument(help="the document's id")],
     if export_format not in ("md", "json"):
         err.print(f"[red]error:[/red] --format must be md or json, not {export_format!r}")
         raise typer.Exit(2)
-    service = _service(home)
+    settings = _settings(home)
+    if server := _server(settings):
+        try:
+            print(_server_export(server, settings, document, export_format), end="" if export_format == "md" else "\n")
+        except Exception as exc:
+            if not _is_server_error(exc):
+                raise
+            raise _server_failed(exc) from exc
+        finally:
+            server.close()
+        return
+    service = _service(settings)
     try:
         layouts = service.document_layouts(document)
 
@@ -396,10 +493,64 @@ def export(document: Annotated[str, typer.Argument(help="the document's id")],
         service.close()
 
 
+def _server_export(server, settings: Settings, document: str, export_format: str) -> str:
+    """The server's content of the document, its figure links (API paths) turned into the crops' files in
+    the home, as the embedded path prints them."""
+    import re
+
+    from docground.api.models import DocumentLayout
+    from docground.ingest.processors.figures import figure_path
+
+    if export_format == "json":
+        text = server.document_layout(document).model_dump_json()
+    else:
+        text = server.document_markdown(document)
+
+    def on_disk(m: re.Match) -> str:
+        path = str(figure_path(settings.home / "blobs" / document, m.group(1)).resolve())
+        return json.dumps(path)[1:-1] if export_format == "json" else path
+
+    text = re.sub(rf"/v1/documents/{re.escape(document)}/figures/([\w.-]+)", on_disk, text)
+    if export_format == "json":
+        return DocumentLayout.model_validate_json(text).model_dump_json(indent=1)
+    return text
+
+
+@app.command()
+def delete(document: Annotated[str, typer.Argument(help="the document's id")], home: HomeOption = None) -> None:
+    """Delete a document: its chunks, pages, jobs and files."""
+    settings = _settings(home)
+    if server := _server(settings):
+        try:
+            server.delete_document(document)
+        except Exception as exc:
+            if not _is_server_error(exc):
+                raise
+            raise _server_failed(exc) from exc
+        finally:
+            server.close()
+    else:
+        service = _service(settings)
+        try:
+            service.delete_document(document)
+        except DocgroundError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from exc
+        finally:
+            service.close()
+    out.print(f"deleted {document}")
+
+
 @app.command()
 def optimize(kb: KbOption, home: HomeOption = None) -> None:
     """Build the vector index of a knowledge base's embedded store (run it where no queries are served)."""
-    service = _service(home)
+    settings = _settings(home)
+    if server := _server(settings):
+        server.close()
+        err.print(f"[red]error:[/red] the server at {server.http.base_url} serves this home and holds its stores: "
+                  "stop it to build the vector index here")
+        raise typer.Exit(2)
+    service = _service(settings)
     try:
         changed = service.optimize(kb)
     except DocgroundError as exc:
@@ -422,12 +573,124 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
 
     from docground.api.app import create_app
     from docground.api.auth import is_loopback
+    from docground.api.home import client_url, running_server
 
     if not settings.admin_key and not is_loopback(host) and not no_auth:
         err.print(f"[red]error:[/red] refusing to serve {host} without an admin key: set DOCGROUND_ADMIN_KEY "
                   "(knowledge bases then need API keys), bind 127.0.0.1, or pass --no-auth")
         raise typer.Exit(2)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    if other := running_server(settings.home, wait_s=0):
+        err.print(f"[red]error:[/red] {escape(str(settings.home))} is already served at {other.url} (pid "
+                  f"{other.pid}): one server per home")
+        raise typer.Exit(2)
+    # The home's lock file names this server while it runs: the CLI on this home then goes through it.
+    uvicorn.run(create_app(settings, lock_url=client_url(host, port)), host=host, port=port, log_level="info")
+
+
+@app.command()
+def status(as_json: JsonOption = False, home: HomeOption = None) -> None:
+    """What runs on a home: its server (address, pid), the workers, the knowledge bases and the documents
+    in flight (pages done of total)."""
+    settings = _settings(home)
+    server = _server(settings)
+    try:
+        kbs = _server_contents(server) if server else _home_contents(settings)
+    except Exception as exc:
+        if server is None or not _is_server_error(exc):
+            raise
+        raise _server_failed(exc) from exc
+    finally:
+        if server is not None:
+            server.close()
+    from docground.api.home import read_lock
+
+    lock = read_lock(settings.home) if server else None
+    report = {"home": str(settings.home),
+              "server": {"url": lock.url, "pid": lock.pid} if lock else None,
+              "workers": _workers(settings),
+              "knowledge_bases": kbs}
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"home: {escape(report['home'])}")
+    out.print(f"server: {lock.url} (pid {lock.pid})" if lock else
+              "server: none (each command opens the home itself)")
+    workers = report["workers"]
+    if workers["broker"]:
+        note = f"; {workers['note']}" if workers["note"] else ""
+        out.print(f"workers: {', '.join(workers['names']) or 'none answered'} (broker "
+                  f"{escape(workers['broker'])}{escape(note)})")
+    else:
+        out.print(f"workers: none ({workers['note']})")
+    out.print(f"knowledge bases: {len(kbs)}" + ("" if kbs else " (none yet)"))
+    for kb in kbs:
+        out.print(f"  {escape(kb['name'])}: {kb['documents']} document(s)")
+    flying = [(kb["name"], d) for kb in kbs for d in kb["in_flight"]]
+    out.print(f"documents in flight: {len(flying)}")
+    for name, d in flying:
+        pages = f"{d['pages_done']}/{d['pages_total']} pages" if d["pages_total"] else "pages not counted yet"
+        out.print(f"  {escape(name)}/{escape(d['filename'])} ({d['document_id']}): {d['status']}, {pages}")
+
+
+IN_FLIGHT = ("queued", "processing")
+
+
+def _server_contents(server) -> list[dict]:
+    """Knowledge bases the server's admin key sees, with their documents in flight."""
+    kbs = []
+    for info in server.knowledge_bases():
+        docs = [d.model_dump(include={"document_id", "filename", "status", "pages_done", "pages_total"})
+                for d in server.documents(info.name) if d.status in IN_FLIGHT]
+        kbs.append({"name": info.name, "documents": info.documents, "in_flight": docs})
+    return kbs
+
+
+def _home_contents(settings: Settings) -> list[dict]:
+    """The same read from the home's registry (no store is opened: a worker may hold one)."""
+    from sqlalchemy import select
+
+    from docground.registry import KnowledgeBase, Registry
+
+    if settings.database_url is None and not (settings.home / "registry.sqlite3").is_file():
+        return []  # nothing ingested here yet; don't make a registry just to look
+    registry = Registry(settings.sqlalchemy_url)
+    try:
+        with registry.session() as s:
+            names = list(s.scalars(select(KnowledgeBase.name).order_by(KnowledgeBase.name)))
+        kbs = []
+        for name in names:
+            docs = registry.documents(name)
+            kbs.append({"name": name, "documents": len(docs), "in_flight": [
+                {"document_id": d.id, "filename": d.filename, "status": d.status, "pages_done": d.pages_done,
+                 "pages_total": d.pages_total} for d in docs if d.status in IN_FLIGHT]})
+        return kbs
+    finally:
+        registry.engine.dispose()
+
+
+def _workers(settings: Settings) -> dict:
+    """Celery workers answering a ping on the broker; without a broker there are none to know of."""
+    if not settings.broker_url:
+        return {"broker": None, "names": [], "note": "no DOCGROUND_BROKER_URL: jobs run in the threads of "
+                                                     "the process that holds the home"}
+    from docground.workers.celery_app import app as celery_app
+
+    try:
+        replies = celery_app.control.ping(timeout=1.0) or []
+    except Exception as exc:  # an unreachable broker: say so rather than fail the whole report
+        return {"broker": _redacted(settings.broker_url), "names": [], "note": f"broker unreachable: {exc}"}
+    return {"broker": _redacted(settings.broker_url), "names": sorted(n for reply in replies for n in reply),
+            "note": None}
+
+
+def _redacted(url: str) -> str:
+    """The broker URL without its password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return parts.geturl()
 
 
 @app.command()
