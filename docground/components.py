@@ -41,7 +41,7 @@ class Components:
             if self._embedder is None:
                 s = self.settings
                 self._embedder = Embedder(s.embedding_model, s.embedding_batch_size, s.embedding_threads,
-                                          s.embedding_languages)
+                                          s.embedding_languages, s.embedding_backend)
             return self._embedder
 
     @property
@@ -51,7 +51,7 @@ class Components:
                 s, e = self.settings, self.embedder
                 config = ChunkerConfig(max_tokens=s.chunk_tokens or e.default_chunk_tokens(),
                                        overlap_tokens=s.chunk_overlap_tokens)
-                self._pipeline = Pipeline(self.router, e.count_tokens, config, f"{e.name}+sparse{sparse.VERSION}",
+                self._pipeline = Pipeline(self.router, e.count_tokens, config, f"{e.identity}+sparse{sparse.VERSION}",
                                           PageLimits.from_settings(s),
                                           s.page_batch_size)
             return self._pipeline

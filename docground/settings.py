@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 OcrBackend = Literal["auto", "endpoint", "vllm", "transformers", "cpu", "none"]
 VlmPages = Literal["needed", "complex", "all"]
+EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]  # retrieval/embeddings.py: BACKENDS
 
 
 def _default_home() -> Path:
@@ -31,8 +32,15 @@ class Settings(BaseSettings):
         "auto", description="ISO codes of the languages the embedding model learned (e.g. en,fr), or * for a "
         "multilingual model: in other languages its ranking counts less in hybrid search; auto = en for the "
         "packaged MiniLM, * for any other model")
+    embedding_backend: EmbeddingBackend = Field(
+        "torch", description=" | ".join(get_args(EmbeddingBackend)) + ": what computes the vectors: onnx "
+        "exports the model to ONNX Runtime once at first use (int8: weights quantized; ~2x PyTorch's chunks/s, "
+        "~5x faster queries, bench/embeddings.py; not the default until bench/qa.py shows its retrieval holds), "
+        "cached under ~/.cache/docground. Part of the pipeline fingerprint: a document ingested with another "
+        "backend is embedded anew")
     embedding_batch_size: int = 32
-    embedding_threads: int = Field(0, description="torch CPU threads for embedding; 0 keeps torch's default")
+    embedding_threads: int = Field(0, description="CPU threads for embedding (PyTorch or ONNX Runtime); 0 = their "
+                                   "default")
     chunk_tokens: int = Field(0, description="chunk size in embedder tokens; 0 = the embedder's window minus room")
     chunk_overlap_tokens: int = 32
 
