@@ -160,6 +160,23 @@ class WebhookDelivery(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class TaskLease(Base):
+    """A task a worker has in hand (a page batch, a document's fan-out or indexing), leased for a short
+    time and renewed while it runs (workers/leases.py). A lease left to expire means its worker died: any
+    sweeper claims it (one conditional UPDATE, so only one does) and sends the same task again. The row
+    goes when the task returns, fails for good or is retried (a retry is a new message)."""
+
+    __tablename__ = "task_leases"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the task's name and arguments
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    task: Mapped[str] = mapped_column(String(64))
+    args: Mapped[str] = mapped_column(Text)  # the task's arguments, JSON
+    queue: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(128))  # host:pid holding it; None: sent again, not taken yet
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    redispatches: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Registration:
     """What registering an upload found or made: the document, and the job to run (None: nothing to do)."""
 
@@ -219,6 +236,8 @@ class Registry:
 
     def delete_document(self, document_id: str) -> None:
         with self.session() as s, s.begin():
+            jobs = select(Job.id).where(Job.document_id == document_id)
+            s.execute(delete(TaskLease).where(TaskLease.job_id.in_(jobs)))
             for table in (Page, Job):
                 s.execute(delete(table).where(table.document_id == document_id))
             s.execute(delete(IdempotencyKey).where(IdempotencyKey.document_id == document_id))
@@ -348,6 +367,61 @@ class Registry:
             return list(s.scalars(select(Page.layout).where(
                 Page.document_id == document_id, Page.status == "done", Page.fingerprint == fingerprint,
             ).order_by(Page.page)))
+
+    # ---- task leases (workers/leases.py)
+    def take_lease(self, lease: TaskLease, lease_s: float) -> None:
+        """Hold a task's lease (made, or taken over from a worker that died or a message sent again)."""
+        lease.expires_at = _now() + timedelta(seconds=lease_s)
+        values = {"owner": lease.owner, "expires_at": lease.expires_at, "queue": lease.queue}
+        for _ in range(3):
+            with self.session() as s, s.begin():
+                if s.execute(update(TaskLease).where(TaskLease.key == lease.key).values(**values)).rowcount:
+                    return
+            try:
+                with self.session() as s, s.begin():
+                    s.add(lease)
+                return
+            except IntegrityError:  # another worker took it at the same moment: take it over
+                continue
+
+    def renew_leases(self, owner: str, keys: list[str], lease_s: float) -> int:
+        """Move this owner's leases on; a lease another worker has taken over since stays theirs."""
+        if not keys:
+            return 0
+        with self.session() as s, s.begin():
+            return s.execute(update(TaskLease).where(TaskLease.key.in_(keys), TaskLease.owner == owner)
+                             .values(expires_at=_now() + timedelta(seconds=lease_s))).rowcount
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(TaskLease).where(TaskLease.key == key, TaskLease.owner == owner))
+
+    def leases(self, job_id: str | None = None) -> list[TaskLease]:
+        query = select(TaskLease) if job_id is None else select(TaskLease).where(TaskLease.job_id == job_id)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def claim_expired_leases(self, hold_s: float, limit: int = 64) -> list[TaskLease]:
+        """Expired leases of active jobs, each claimed by one conditional UPDATE (of two sweepers, one
+        wins) and held `hold_s` for the task sent again; leases of finished or deleted jobs are dropped."""
+        now = _now()
+        claimed: list[TaskLease] = []
+        with self.session() as s, s.begin():
+            expired = list(s.scalars(select(TaskLease).where(TaskLease.expires_at < now)
+                                     .order_by(TaskLease.expires_at).limit(limit)))
+            if not expired:
+                return claimed
+            stages = dict(s.execute(select(Job.id, Job.stage).where(Job.id.in_({e.job_id for e in expired}))).all())
+        for lease in expired:
+            with self.session() as s, s.begin():
+                if stages.get(lease.job_id) not in ACTIVE_STAGES:
+                    s.execute(delete(TaskLease).where(TaskLease.key == lease.key, TaskLease.expires_at < now))
+                    continue
+                if s.execute(update(TaskLease).where(TaskLease.key == lease.key, TaskLease.expires_at < now)
+                             .values(owner=None, expires_at=now + timedelta(seconds=hold_s),
+                                     redispatches=TaskLease.redispatches + 1)).rowcount:
+                    claimed.append(lease)
+        return claimed
 
     # ---- idempotency keys
     def idempotent_document(self, kb: str, key: str, sha256: str) -> str | None:

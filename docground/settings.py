@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     stall_timeout_s: int = Field(
         7200, description="a job silent this long is dispatched again from the registry (covers a broker "
                           "that lost its queue); each step is idempotent, so a duplicate only repeats work")
+    lease_s: float = Field(
+        30.0, gt=0, description="lease on a task a worker has in hand (a page batch, a document's indexing), renewed "
+                                "while it runs: a task whose lease expires (its worker died) is sent again")
+    lease_sweep_s: float = Field(0.0, ge=0, description="how often every worker and the API look for expired "
+                                 "leases; 0 = half the lease")
     ingest_threads: int = Field(1, description="threads that run jobs in-process when no broker is set")
     gpu_worker_tasks: int = Field(4, ge=1, description="page batches a GPU worker runs at once (threads) into its "
                                   "one engine, so that the next batch's pages enter while the last one's finish; "

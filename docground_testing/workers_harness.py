@@ -1,7 +1,9 @@
 """The Celery app for the tests' worker processes (`celery -A docground_testing.workers_harness worker`): docground's
 real app and tasks, with one difference: each page takes DOCGROUND_TEST_PAGE_DELAY_S longer to parse,
-so that a test can kill a worker or restart Redis while a document is half done. The engines (and so
-the pipeline fingerprint and the chunks) are the configured ones."""
+so that a test can kill a worker or restart Redis while a document is half done; and the pages of the
+document DOCGROUND_TEST_FAIL_DOCUMENT raise a RuntimeError (a failure worth retrying), those of
+DOCGROUND_TEST_BAD_DOCUMENT an InvalidRequest (bad input), each attempt counted in home/attempts/<document id>.
+The engines (and so the pipeline fingerprint and the chunks) are the configured ones."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import os
 import time
 from pathlib import Path
 
+from docground.errors import InvalidRequest
 from docground.ingest.engines.factory import build_router
 from docground.ingest.routing import Router
 from docground.service import Docground
@@ -17,6 +20,9 @@ from docground.workers import tasks
 from docground.workers.celery_app import app
 
 DELAY_S = float(os.environ.get("DOCGROUND_TEST_PAGE_DELAY_S", "0"))
+EMBED_DELAY_S = float(os.environ.get("DOCGROUND_TEST_EMBED_DELAY_S", "0"))
+FAIL_DOCUMENT = os.environ.get("DOCGROUND_TEST_FAIL_DOCUMENT")
+BAD_DOCUMENT = os.environ.get("DOCGROUND_TEST_BAD_DOCUMENT")
 
 
 class PacedRouter(Router):
@@ -28,6 +34,14 @@ class PacedRouter(Router):
         self.markers = markers
 
     def parse_many(self, pages, document_id):
+        if document_id in (FAIL_DOCUMENT, BAD_DOCUMENT):
+            attempts = self.markers.parent / "attempts"
+            attempts.mkdir(parents=True, exist_ok=True)
+            with open(attempts / document_id, "a") as f:
+                f.write(f"{time.time()}\n")
+            if document_id == BAD_DOCUMENT:
+                raise InvalidRequest("the test harness refuses this document")
+            raise RuntimeError("the test harness's engine broke")
         if pages:
             self.markers.mkdir(parents=True, exist_ok=True)
             (self.markers / str(pages[0].number)).touch()
@@ -35,8 +49,21 @@ class PacedRouter(Router):
         return super().parse_many(pages, document_id)
 
 
+class PacedDocground(Docground):
+    """Marks a document's chunking and embedding as started (home/embedding/<document id>), then takes
+    DOCGROUND_TEST_EMBED_DELAY_S, so that a test can kill the worker mid-embedding."""
+
+    def _prepare(self, kb, doc_id, filename, layouts):
+        if EMBED_DELAY_S:
+            markers = self.settings.home / "embedding"
+            markers.mkdir(parents=True, exist_ok=True)
+            (markers / doc_id).touch()
+            time.sleep(EMBED_DELAY_S)
+        return super()._prepare(kb, doc_id, filename, layouts)
+
+
 def paced_service(settings: Settings) -> Docground:
-    return Docground(settings, router=PacedRouter(build_router(settings).ocr, settings.home / "started"))
+    return PacedDocground(settings, router=PacedRouter(build_router(settings).ocr, settings.home / "started"))
 
 
 app.conf[tasks.SERVICE_SETTING] = paced_service

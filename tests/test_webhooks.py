@@ -9,23 +9,22 @@ import os
 import re
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from docground.api.app import create_app
 from docground.errors import InvalidCallbackUrl
-from docground.registry import Document, Registry
+from docground.registry import Document
 from docground.service import Docground
 from docground.settings import Settings
 from docground.webhooks import WebhookSender, check_callback_url
 from docground_testing.cluster import RedisServer, WorkerProcess, cluster_env
 from docground_testing.live_server import Borrowed
 from docground_testing.pdfgen import image_only_pdf, two_column_pdf
+from docground_testing.registries import registry_on
 
 ADMIN = "webhook-admin-key"
 DEADLINE_S = 90.0
@@ -356,22 +355,8 @@ POSTGRES_URL = os.environ.get("DOCGROUND_TEST_POSTGRES_URL", "postgresql+psycopg
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry(request, tmp_path):
-    if request.param == "sqlite":
-        yield Registry(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
-        return
-    schema = "dg_hooks_" + uuid.uuid4().hex[:12]  # a private schema: other tests may share the database
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (set DOCGROUND_TEST_POSTGRES_URL): {exc}")
-    registry = Registry(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    yield registry
-    registry.engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with registry_on(request.param, tmp_path) as registry:
+        yield registry
 
 
 def test_the_outbox_arms_once_claims_once_and_backs_off(registry):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
 
 import pymupdf
 import pytest
@@ -22,28 +21,15 @@ from docground.settings import Settings
 from docground.workers.celery_app import CPU_QUEUE, GPU_QUEUE, UnsafeTimeouts, make_celery
 from docground.workers.tasks import page_batches
 from docground_testing.cluster import long_pdf, stored_chunks
+from docground_testing.registries import registry_on
 
 POSTGRES_URL = os.environ.get("DOCGROUND_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def registry(request, tmp_path):
-    if request.param == "sqlite":
-        yield Registry(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
-        return
-    schema = "dg_test_" + uuid.uuid4().hex[:12]  # a private schema: other tests may share the database
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (set DOCGROUND_TEST_POSTGRES_URL): {exc}")
-    registry = Registry(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    yield registry
-    registry.engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with registry_on(request.param, tmp_path) as registry:
+        yield registry
 
 
 def a_document(doc_id: str = "d1", pages: int = 6) -> Document:

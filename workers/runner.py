@@ -6,7 +6,8 @@ parse, chunk and embed, and leave the embedded chunks for the owner (job stage `
 owner's runner writes them into its store. With a Qdrant server (DOCGROUND_QDRANT_URL) any worker
 writes, and the runner only dispatches. Without a broker everything runs on this process's threads.
 
-Recovery. The registry is the source of truth: a job that no task has touched for
+Recovery. The registry is the source of truth: a task whose lease expired (its worker died) is sent
+again within a lease and a half (workers/leases.py; every worker sweeps too), a job that no task has touched for
 DOCGROUND_STALL_TIMEOUT_S (a broker that lost its queue, a dispatch lost in a crash) is dispatched
 again, and the in-process runner resumes every unfinished job when it starts. Every stage is
 idempotent, so a duplicate dispatch only repeats work.
@@ -26,6 +27,7 @@ from docground.registry import ACTIVE_STAGES, Document, stale_before
 from docground.service import Docground
 
 from .celery_app import CPU_QUEUE, make_celery
+from .leases import LeaseSweeper, sweep_interval_s
 from .tasks import DOCUMENT_TASK
 
 log = logging.getLogger("docground.workers")
@@ -110,6 +112,8 @@ class CeleryRunner:
         self.stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="docground-owner", daemon=True)
         self._next_sweep = 0.0
+        self._next_lease_sweep = 0.0
+        self.leases = LeaseSweeper(service.registry, self.celery, service.settings)
 
     def start(self) -> None:
         self._thread.start()
@@ -139,6 +143,9 @@ class CeleryRunner:
                     log.exception("indexing job %s", job.id)
                     self.service.fail_job(job.id, exc)
         now = time.monotonic()
+        if now >= self._next_lease_sweep:
+            self._next_lease_sweep = now + sweep_interval_s(self.service.settings)
+            self.leases.sweep()
         if now >= self._next_sweep:
             timeout = self.service.settings.stall_timeout_s
             self._next_sweep = now + max(1.0, min(60.0, timeout / 4))

@@ -4,24 +4,29 @@ batch that completes the last page sends the finalize task (chunk, embed, index)
 Each task calls one stage of docground/service.py and is safe to run twice: pages parsed earlier are
 skipped, page results are first-writer-wins, chunk ids derive from content. A task carries only a job
 id (and page numbers): the registry says what is left, so a redelivered or duplicated message repeats
-at most some work. Retries back off exponentially; a task that keeps failing fails its job (and its
-document) with the error; bad input (a DocgroundError) is not retried.
+at most some work. While a task runs it holds a lease in the registry, renewed by a thread of its
+process: a task whose worker died is sent again once its lease expires (workers/leases.py), well before
+Redis's visibility timeout would redeliver it. Retries back off exponentially; a task that keeps
+failing fails its job (and its document) with the error; bad input (a DocgroundError) is not retried.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 
 from celery import Task
-from celery.signals import worker_ready
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 from docground.errors import DocgroundError, NotFound
+from docground.registry import Registry
 from docground.service import Docground
 from docground.settings import Settings, get_settings
 
 from .celery_app import CPU_QUEUE, GPU_QUEUE, app
+from .leases import LeaseKeeper, LeaseSweeper, SweeperThread
 
 log = logging.getLogger("docground.workers")
 
@@ -44,6 +49,23 @@ def worker_service() -> Docground:
             factory: Callable[[Settings], Docground] = app.conf.get(SERVICE_SETTING) or Docground
             _service = factory(get_settings())
         return _service
+
+
+_keeper: LeaseKeeper | None = None
+_keeper_pid = 0
+
+
+def lease_keeper() -> LeaseKeeper:
+    """This process's lease keeper (a prefork child makes its own after the fork)."""
+    global _keeper, _keeper_pid
+    with _service_lock:
+        if _keeper is None or _keeper_pid != os.getpid():
+            _keeper, _keeper_pid = None, os.getpid()
+    service = worker_service()
+    with _service_lock:
+        if _keeper is None:
+            _keeper = LeaseKeeper(service.registry, service.settings.lease_s)
+        return _keeper
 
 
 def page_queue(router, engine) -> str:
@@ -133,6 +155,39 @@ def finalize_task(self, job_id: str) -> str:
     except NotFound:
         return "gone"
     return doc.status
+
+
+LEASED_TASKS = (DOCUMENT_TASK, PAGES_TASK, FINALIZE_TASK)
+
+
+@task_prerun.connect
+def _take_lease(sender=None, task=None, args=None, **_) -> None:
+    if task is not None and task.name in LEASED_TASKS and args:
+        queue = (task.request.delivery_info or {}).get("routing_key") or CPU_QUEUE
+        lease_keeper().take(task.name, list(args), queue)
+
+
+@task_postrun.connect
+def _release_lease(sender=None, task=None, args=None, **_) -> None:
+    """After the task returned, failed for good or asked for a retry (a new message, leased when it runs)."""
+    if task is not None and task.name in LEASED_TASKS and args:
+        try:
+            lease_keeper().release(task.name, list(args))
+        except Exception:  # the lease then expires and the task, idempotent, runs once more
+            log.exception("releasing the lease of %s", task.name)
+
+
+_sweeper: SweeperThread | None = None
+
+
+@worker_ready.connect
+def _start_sweeper(sender=None, **_) -> None:
+    """Every worker sweeps for tasks whose lease expired, with a registry of its own (a prefork parent
+    builds no service)."""
+    global _sweeper
+    settings = get_settings()
+    celery = getattr(sender, "app", None) or app
+    _sweeper = SweeperThread(LeaseSweeper(Registry(settings.sqlalchemy_url), celery, settings)).start()
 
 
 @worker_ready.connect

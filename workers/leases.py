@@ -1,0 +1,120 @@
+"""Leases, not timeouts: a worker that dies costs a lease (DOCGROUND_LEASE_S, 30 s), not Redis's visibility timeout.
+
+Every task a worker runs (a document's fan-out, a page batch, a document's indexing) holds a lease in the
+registry from the moment it starts until it returns, fails for good or is retried; a thread of the worker
+process renews the leases it holds every third of a lease, whatever its engine is doing (a GPU worker's
+threads each hold one batch's lease; one renewal covers them all). A worker that dies stops renewing.
+
+Sweepers (a thread in every worker, and the API's runner) look every half lease for expired leases, claim
+each with one conditional UPDATE (so of two sweepers only one sends it) and send the same task again.
+Tasks are idempotent (first writer wins), so a worker that was only slow and finishes late changes
+nothing. Redis's visibility timeout stays as the last resort (a registry that was unreachable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+
+from docground.registry import Registry, TaskLease
+from docground.settings import Settings
+
+log = logging.getLogger("docground.workers")
+
+# A task sent again may wait behind others in its queue: it is sent once more only after this many leases.
+REDISPATCH_HOLD_LEASES = 4
+
+
+def lease_key(task: str, args: list) -> str:
+    return hashlib.sha256(json.dumps([task, args], separators=(",", ":")).encode()).hexdigest()
+
+
+def sweep_interval_s(settings: Settings) -> float:
+    return settings.lease_sweep_s or settings.lease_s / 2
+
+
+class LeaseKeeper:
+    """The leases of the tasks this process runs, and the thread that renews them."""
+
+    def __init__(self, registry: Registry, lease_s: float):
+        self.registry, self.lease_s = registry, lease_s
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._held: dict[str, int] = {}  # key -> tasks of this process holding it (a duplicate message may run)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name="docground-leases", daemon=True)
+        self._thread.start()
+
+    def take(self, task: str, args: list, queue: str) -> None:
+        key = lease_key(task, args)
+        with self._lock:
+            self._held[key] = self._held.get(key, 0) + 1
+        self.registry.take_lease(TaskLease(key=key, job_id=str(args[0]), task=task, args=json.dumps(args),
+                                           queue=queue, owner=self.owner), self.lease_s)
+
+    def release(self, task: str, args: list) -> None:
+        key = lease_key(task, args)
+        with self._lock:
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+                return
+            self._held.pop(key, None)
+        self.registry.release_lease(key, self.owner)
+
+    def renew(self) -> int:
+        with self._lock:
+            keys = list(self._held)
+        return self.registry.renew_leases(self.owner, keys, self.lease_s)
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.renew()
+            except Exception:  # a registry briefly unreachable: the next round tries again
+                log.exception("renewing leases")
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class LeaseSweeper:
+    """Sends again the tasks whose lease expired (their worker died)."""
+
+    def __init__(self, registry: Registry, celery, settings: Settings):
+        self.registry, self.celery, self.settings = registry, celery, settings
+
+    def sweep(self) -> int:
+        claimed = self.registry.claim_expired_leases(self.settings.lease_s * REDISPATCH_HOLD_LEASES)
+        for lease in claimed:
+            log.warning("task %s of job %s: lease expired (its worker is gone), sending it again", lease.task,
+                        lease.job_id)
+            self.celery.send_task(lease.task, args=json.loads(lease.args), queue=lease.queue)
+        return len(claimed)
+
+
+class SweeperThread:
+    """A sweeper on a thread of a worker process."""
+
+    def __init__(self, sweeper: LeaseSweeper):
+        self.sweeper = sweeper
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="docground-lease-sweeper", daemon=True)
+
+    def start(self) -> SweeperThread:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(sweep_interval_s(self.sweeper.settings)):
+            try:
+                self.sweeper.sweep()
+            except Exception:
+                log.exception("sweeping leases")
+
+    def close(self) -> None:
+        self._stop.set()
