@@ -50,13 +50,17 @@ def screenshot(url: str, tmp_path, size=(1200, 1000)) -> np.ndarray:
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (make install installs it)")
     out = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--no-first-run", "--hide-scrollbars",
-                    "--force-device-scale-factor=1",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={size[0]},{size[1]}",
-                    "--virtual-time-budget=20000", f"--screenshot={out}", url],
-                   check=True, capture_output=True, timeout=120)
-    return np.asarray(Image.open(out).convert("RGB")).astype(int)
+    for _ in range(3):  # on a loaded machine the page image can miss the virtual-time budget: look again
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                        "--disable-component-update", "--no-first-run", "--hide-scrollbars",
+                        "--force-device-scale-factor=1",
+                        f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={size[0]},{size[1]}",
+                        "--virtual-time-budget=20000", f"--screenshot={out}", url],
+                       check=True, capture_output=True, timeout=120)
+        shot = np.asarray(Image.open(out).convert("RGB")).astype(int)
+        if np.all(shot == FRAME, axis=2).any():
+            break
+    return shot
 
 
 def page_area(shot: np.ndarray) -> tuple[int, int, int, int]:
