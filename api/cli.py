@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -146,6 +147,19 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="files or folders (s
             _print_result(r)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+@contextmanager
+def _through(server):
+    """A call through the home's server: its failures read as the server's, and the client is closed."""
+    try:
+        yield server
+    except Exception as exc:
+        if not _is_server_error(exc):
+            raise
+        raise _server_failed(exc) from exc
+    finally:
+        server.close()
 
 
 def _is_server_error(exc: Exception) -> bool:
@@ -422,14 +436,8 @@ def query(question: Annotated[str, typer.Argument(help="the question")], kb: KbO
         raise typer.Exit(2)
     settings = _settings(home)
     if server := _server(settings):
-        try:
+        with _through(server):
             response = server.query(kb, question, top_k, mode)
-        except Exception as exc:
-            if not _is_server_error(exc):
-                raise
-            raise _server_failed(exc) from exc
-        finally:
-            server.close()
     else:
         service = _service(settings)
         try:
@@ -465,14 +473,8 @@ def export(document: Annotated[str, typer.Argument(help="the document's id")],
         raise typer.Exit(2)
     settings = _settings(home)
     if server := _server(settings):
-        try:
+        with _through(server):
             print(_server_export(server, settings, document, export_format), end="" if export_format == "md" else "\n")
-        except Exception as exc:
-            if not _is_server_error(exc):
-                raise
-            raise _server_failed(exc) from exc
-        finally:
-            server.close()
         return
     service = _service(settings)
     try:
@@ -521,14 +523,8 @@ def delete(document: Annotated[str, typer.Argument(help="the document's id")], h
     """Delete a document: its chunks, pages, jobs and files."""
     settings = _settings(home)
     if server := _server(settings):
-        try:
+        with _through(server):
             server.delete_document(document)
-        except Exception as exc:
-            if not _is_server_error(exc):
-                raise
-            raise _server_failed(exc) from exc
-        finally:
-            server.close()
     else:
         service = _service(settings)
         try:
