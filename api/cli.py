@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -589,15 +589,8 @@ def status(as_json: JsonOption = False, home: HomeOption = None) -> None:
     in flight (pages done of total)."""
     settings = _settings(home)
     server = _server(settings)
-    try:
+    with _through(server) if server else nullcontext():
         kbs = _server_contents(server) if server else _home_contents(settings)
-    except Exception as exc:
-        if server is None or not _is_server_error(exc):
-            raise
-        raise _server_failed(exc) from exc
-    finally:
-        if server is not None:
-            server.close()
     from docground.api.home import read_lock
 
     lock = read_lock(settings.home) if server else None
