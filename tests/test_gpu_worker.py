@@ -1,22 +1,25 @@
 """A GPU worker as deployed (`docground worker --queues gpu`: one process, one engine, several page batches
 at once on threads), with real processes: a private redis-server, a CPU worker, GPU workers killed with
-SIGKILL. The engine is DeepSeek-OCR-2's page engine on the engine loop of in-process vLLM
-(engine_loop.py), around a small continuous-batching engine (docground_testing/stepping_engine.py) that takes
-a number of steps per page and answers each page with grounded markdown made from its pixels, so chunks are
-the same whoever parses them.
+SIGKILL, and the DEFAULT timeouts. The engine is DeepSeek-OCR-2's page engine on the engine loop of
+in-process vLLM (engine_loop.py), around a small continuous-batching engine
+(docground_testing/stepping_engine.py) that takes a number of steps per page and answers each page with
+grounded markdown made from its pixels, so chunks are the same whoever parses them.
 
 What must hold: batches share the engine (pages of several batches in it at once), each batch is
-acknowledged only once stored (a worker killed with batches in hand loses and duplicates nothing), and
-the outcome equals a clean in-process run chunk for chunk.
+acknowledged only once stored, a worker killed with batches in hand costs their leases (30 s), not
+Redis's visibility timeout (an hour), and the outcome equals a clean in-process run chunk for chunk.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import time
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 from PIL import Image, ImageDraw
 
 from docground.ingest.engines.deepseek_ocr2 import DeepseekOcr2Engine
@@ -24,7 +27,7 @@ from docground.ingest.routing import Router
 from docground.service import Docground
 from docground.settings import Settings
 from docground.workers import tasks
-from docground.workers.celery_app import app, gpu_worker_pool
+from docground.workers.celery_app import GPU_QUEUE, app, gpu_worker_pool
 from docground.workers.runner import CeleryRunner, wait_for
 from docground_testing.cluster import RedisServer, WorkerProcess, cluster_env, stored_chunks, wait_until
 from docground_testing.stepping_engine import SteppingBackend, SteppingEngine
@@ -34,7 +37,6 @@ BATCH = 4
 STEPS_PER_PAGE = 20
 STEP_S = 0.05  # a page takes a second; 3 batches of 4 at once: ~12 pages/s
 WORKER_ENV = "DGTEST_GPU_WORKER"  # set only in the worker processes this test starts
-TIMEOUTS = {"task_time_limit_s": 15, "visibility_timeout_s": 20, "retry_backoff_max_s": 2}
 
 
 def stepping_backend(settings: Settings) -> SteppingBackend:
@@ -68,8 +70,9 @@ def document() -> bytes:
 
 
 def fields(home: Path, broker_url: str | None = None) -> dict:
+    """The defaults, timeouts included; only the batch size, the engines and the threads are the test's."""
     return {"home": home, "broker_url": broker_url, "page_batch_size": BATCH, "ocr_backend": "none",
-            "embedding_threads": 1, "stall_timeout_s": 3600, "gpu_worker_tasks": 3, **TIMEOUTS}
+            "embedding_threads": 1, "gpu_worker_tasks": 3}
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +91,16 @@ def test_gpu_workers_run_batches_on_threads():
     assert gpu_worker_pool(Settings(gpu_worker_tasks=5)) == ("threads", 5)
 
 
-def test_a_gpu_worker_shares_its_engine_and_a_kill_loses_and_duplicates_nothing(tmp_path, embedder, document,
-                                                                                clean_run):
-    redis = RedisServer(tmp_path / "redis").start()
+def gpu_messages_held(broker: redis_client.Redis) -> int:
+    """Messages of the gpu queue that workers have received and not acknowledged (kombu's unacked set)."""
+    return sum(1 for raw in broker.hvals("unacked") if json.loads(raw)[2] == GPU_QUEUE)
+
+
+def test_a_gpu_worker_shares_its_engine_and_a_killed_one_costs_a_lease(tmp_path, embedder, document, clean_run):
+    redis = RedisServer(tmp_path / "redis", durable=True).start()
+    broker = redis_client.Redis.from_url(redis.url)
     settings = Settings(**fields(tmp_path / "home", redis.url))
+    assert settings.visibility_timeout_s == 3600 and settings.lease_s == 30  # the defaults
     env = cluster_env(fields(tmp_path / "home", redis.url), **{WORKER_ENV: "1"})
     service = stepping_service(settings)
     service._embedder = embedder
@@ -112,13 +121,21 @@ def test_a_gpu_worker_shares_its_engine_and_a_kill_loses_and_duplicates_nothing(
         doc_id = registration.document.id
         runner.submit(registration.job.id)
         done = lambda: service.registry.document(doc_id).pages_done  # noqa: E731
-        wait_until(lambda: done() >= 2 * BATCH, 120, "the first batches")
-        first.kill()  # SIGKILL with batches in hand: nothing acknowledged, nothing cleaned up
+        leased = lambda: len(service.registry.leases(registration.job.id))  # noqa: E731
+
+        # Killed with batches in hand, each message it holds leased (a worker leases a message as it
+        # receives it; the milliseconds between Redis handing it over and that lease are left to the
+        # visibility timeout, and a kill timed on a finished batch lands in them by design, not by chance).
+        wait_until(lambda: done() >= 2 * BATCH and leased() >= 2 and gpu_messages_held(broker) == leased(), 120,
+                   "two batches done and batches in hand, leased")
+        first.kill()  # SIGKILL: nothing acknowledged, nothing cleaned up
+        killed_at = time.monotonic()
         assert done() < PAGES
         peak = int((settings.home / "peak").read_text())
         assert peak > BATCH  # pages of more than one batch were in the one engine at once
         gpu_worker()
-        doc = wait_for(service, doc_id, timeout_s=300)  # generous: a loaded 2-core machine
+        doc = wait_for(service, doc_id, timeout_s=240)
+        print(f"\nGPU worker: SIGKILL to ready with the default timeouts: {time.monotonic() - killed_at:.1f} s")
         assert doc.status == "ready" and doc.pages_done == PAGES, (doc.status, doc.error)
         assert stored_chunks(service.store("kb"), doc_id) == clean_run  # none lost, none duplicated
         assert doc.chunks == len(clean_run) == service.store("kb").count(doc_id)
@@ -129,6 +146,7 @@ def test_a_gpu_worker_shares_its_engine_and_a_kill_loses_and_duplicates_nothing(
     finally:
         for w in workers:
             w.kill()
+        broker.close()
         runner.close()
         service.close()
         redis.stop()

@@ -37,12 +37,22 @@ def sweep_interval_s(settings: Settings) -> float:
     return settings.lease_sweep_s or settings.lease_s / 2
 
 
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def reserve(registry: Registry, task: str, args: list, queue: str, lease_s: float) -> None:
+    """Lease a task to this process for one lease, not renewed (a message received, not yet started)."""
+    registry.take_lease(TaskLease(key=lease_key(task, args), job_id=str(args[0]), task=task, args=json.dumps(args),
+                                  queue=queue, owner=process_owner()), lease_s)
+
+
 class LeaseKeeper:
     """The leases of the tasks this process runs, and the thread that renews them."""
 
     def __init__(self, registry: Registry, lease_s: float):
         self.registry, self.lease_s = registry, lease_s
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.owner = process_owner()
         self._held: dict[str, int] = {}  # key -> tasks of this process holding it (a duplicate message may run)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -53,8 +63,7 @@ class LeaseKeeper:
         key = lease_key(task, args)
         with self._lock:
             self._held[key] = self._held.get(key, 0) + 1
-        self.registry.take_lease(TaskLease(key=key, job_id=str(args[0]), task=task, args=json.dumps(args),
-                                           queue=queue, owner=self.owner), self.lease_s)
+        reserve(self.registry, task, args, queue, self.lease_s)
 
     def release(self, task: str, args: list) -> None:
         key = lease_key(task, args)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 
 from celery import Task
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import task_postrun, task_prerun, task_received, worker_ready
 
 from docground.errors import DocgroundError, NotFound
 from docground.registry import Registry
@@ -26,7 +26,7 @@ from docground.service import Docground
 from docground.settings import Settings, get_settings
 
 from .celery_app import CPU_QUEUE, GPU_QUEUE, app
-from .leases import LeaseKeeper, LeaseSweeper, SweeperThread
+from .leases import LeaseKeeper, LeaseSweeper, SweeperThread, reserve
 
 log = logging.getLogger("docground.workers")
 
@@ -160,6 +160,33 @@ def finalize_task(self, job_id: str) -> str:
 LEASED_TASKS = (DOCUMENT_TASK, PAGES_TASK, FINALIZE_TASK)
 
 
+_receiver: tuple[int, Registry] | None = None
+
+
+def receiver_registry(settings: Settings) -> Registry:
+    """The registry of the process that receives messages (a prefork parent builds no service)."""
+    global _receiver
+    with _service_lock:
+        if _receiver is None or _receiver[0] != os.getpid():
+            _receiver = (os.getpid(), Registry(settings.sqlalchemy_url))
+        return _receiver[1]
+
+
+@task_received.connect
+def _reserve_lease(sender=None, request=None, **_) -> None:
+    """A message is leased the moment this worker receives it, not only when a thread or child starts
+    it: a worker killed between the two would otherwise leave the message, unleased, in Redis's unacked
+    set until the visibility timeout (an hour). Not renewed: the task's own lease (task_prerun) takes over."""
+    if request is None or request.name not in LEASED_TASKS or not request.args:
+        return
+    queue = (request.delivery_info or {}).get("routing_key") or CPU_QUEUE
+    try:
+        settings = get_settings()
+        reserve(receiver_registry(settings), request.name, list(request.args), queue, settings.lease_s)
+    except Exception:  # the task's own lease still covers it once it starts
+        log.exception("reserving the lease of %s", request.name)
+
+
 @task_prerun.connect
 def _take_lease(sender=None, task=None, args=None, **_) -> None:
     if task is not None and task.name in LEASED_TASKS and args:
@@ -182,12 +209,11 @@ _sweeper: SweeperThread | None = None
 
 @worker_ready.connect
 def _start_sweeper(sender=None, **_) -> None:
-    """Every worker sweeps for tasks whose lease expired, with a registry of its own (a prefork parent
-    builds no service)."""
+    """Every worker sweeps for tasks whose lease expired, with the receiving process's registry."""
     global _sweeper
     settings = get_settings()
     celery = getattr(sender, "app", None) or app
-    _sweeper = SweeperThread(LeaseSweeper(Registry(settings.sqlalchemy_url), celery, settings)).start()
+    _sweeper = SweeperThread(LeaseSweeper(receiver_registry(settings), celery, settings)).start()
 
 
 @worker_ready.connect
