@@ -28,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pymupdf
-from qa.docs import resolve  # bench/qa/ (this script's folder is on sys.path) holds the data and its tools
+
+# bench/qa/ (this script's folder is on sys.path) holds the data and its tools
+from qa.docs import printed_evidence, resolve
 
 from docground.retrieval.refine import page_chars
 from docground.service import Docground
@@ -81,6 +83,8 @@ def load(data: Path, only: str | None) -> list[Question]:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
+                if row["doc"].startswith("deb-html:") and row.get("evidence"):
+                    row["page"], row["evidence_boxes"] = printed_evidence(row["doc"], row["page"], row["evidence"])
                 out.append(Question(**{k: row.get(k, "" if k != "evidence_boxes" else []) for k in
                                        Question.__dataclass_fields__}))
     return out

@@ -112,6 +112,20 @@ def evidence_boxes(path: Path, page_no: int, evidence: str) -> list[list[float]]
     return boxes
 
 
+def printed_evidence(source: str, page_no: int, evidence: str) -> tuple[int, list[list[float]]]:
+    """Where a printed HTML page (`deb-html:`) holds the evidence on this machine: Chromium's pagination and
+    line breaks follow the installed fonts, so the page and boxes written in the question file are only
+    where it was on the machine that wrote it. The stated page first, then the nearest page that holds it."""
+    path = resolve(source)
+    with pymupdf.open(path) as doc:
+        pages = len(doc)
+    for n in sorted(range(1, pages + 1), key=lambda n: (abs(n - page_no), n)):
+        boxes = evidence_boxes(path, n, evidence)
+        if boxes:
+            return n, boxes
+    return page_no, []
+
+
 def locate(jsonl: Path) -> int:
     """Fill evidence_boxes of every answerable question in a QA file; return how many failed."""
     rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
