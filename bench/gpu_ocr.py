@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from docground_testing.module_standins import make_importable, run_dir
@@ -188,19 +189,10 @@ def system_vllm_bare(args) -> list[dict]:
                             [params(n) for n in lengths], use_tqdm=False)
 
     generate(render_pages(10_000_000, 16), [16] * 16)
-    results = []
-    for name, lengths in workloads(args, most_pages=args.bare_pages):
-        images = render_pages(0, len(lengths))
-        t0, m0 = time.perf_counter(), time.monotonic()
-        outs = generate(images, lengths)
-        wall = time.perf_counter() - t0
-        results.append(measured(name, lengths, len(outs), wall, sum(len(o.outputs[0].token_ids) for o in outs),
-                                latency(_last_token_times(outs), m0)))
-        print(f"PROGRESS vllm-bare {name}: {results[-1]['pages_per_s']:.2f} pages/s", flush=True)
-    for r in results:
-        r.update(init_s=init, settings=f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, one "
-                                       "LLM.generate, NGramPerReqLogitsProcessor 30/90")
-    return results
+    settings = (f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, one LLM.generate, "
+                "NGramPerReqLogitsProcessor 30/90")
+    return timed_generate("vllm-bare", workloads(args, most_pages=args.bare_pages),
+                          lambda lengths: (render_pages(0, len(lengths)), lengths), generate, init, settings)
 
 
 def system_decoder_ceiling(args) -> list[dict]:
@@ -219,19 +211,30 @@ def system_decoder_ceiling(args) -> list[dict]:
                    for _ in lengths]
         return prompts, [SamplingParams(temperature=0.0, max_tokens=n, ignore_eos=True) for n in lengths]
 
-    llm.generate(*requests([16] * 16), use_tqdm=False)
+    def generate(prompts, params):
+        return llm.generate(prompts, params, use_tqdm=False)
+
+    generate(*requests([16] * 16))
+    settings = (f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, text-only prompts of 1,130 tokens, "
+                "no guard")
+    return timed_generate("decoder-ceiling", workloads(args), requests, generate, init, settings)
+
+
+def timed_generate(system: str, runs: list[tuple[str, list[int]]], inputs: Callable[[list[int]], tuple],
+                   generate: Callable[..., list], init: float, settings: str) -> list[dict]:
+    """Each workload through one vllm.LLM.generate call: `inputs` builds its arguments from the output lengths
+    before the clock starts (rendering pages is not the engine's time), `generate` is what is timed."""
     results = []
-    for name, lengths in workloads(args):
-        prompts, params = requests(lengths)
+    for name, lengths in runs:
+        arguments = inputs(lengths)
         t0, m0 = time.perf_counter(), time.monotonic()
-        outs = llm.generate(prompts, params, use_tqdm=False)
+        outs = generate(*arguments)
         wall = time.perf_counter() - t0
         results.append(measured(name, lengths, len(outs), wall, sum(len(o.outputs[0].token_ids) for o in outs),
                                 latency(_last_token_times(outs), m0)))
-        print(f"PROGRESS decoder-ceiling {name}: {results[-1]['pages_per_s']:.2f} pages/s", flush=True)
+        print(f"PROGRESS {system} {name}: {results[-1]['pages_per_s']:.2f} pages/s", flush=True)
     for r in results:
-        r.update(init_s=init, settings=f"vLLM {_vllm_version()}, max_num_seqs {args.max_num_seqs}, text-only "
-                                       "prompts of 1,130 tokens, no guard")
+        r.update(init_s=init, settings=settings)
     return results
 
 

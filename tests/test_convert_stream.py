@@ -5,14 +5,10 @@ could not pass."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pymupdf
@@ -32,6 +28,7 @@ from docground.ingest.engines.deepseek_ocr2.prompt import EOS_TEXT, GROUNDING
 from docground.ingest.engines.deepseek_ocr2.schema import PageRequest
 from docground.ingest.renderers import DocumentLayout
 from docground.settings import Settings
+from docground_testing.llm_standin import Answer, OcrStandIn, pieces
 
 # A page as DeepSeek-OCR-2 writes it: grounding headers (boxes 0..999 of the image it saw), then markdown.
 PAGE = (
@@ -51,78 +48,6 @@ FIRST_WORDS = "The first paragraph arrives"
 ENDPOINT_VARS = ("DOCGROUND_OCR_ENDPOINT", "DOCGROUND_OCR_BACKEND", "DOCGROUND_OCR_MODEL")
 
 
-def pieces(text: str) -> list[str]:
-    """Token-sized pieces, tags split across pieces as a tokenizer may split them."""
-    return re.findall(r".{1,3}", text, re.S)
-
-
-class StreamingStandIn:
-    """`POST /v1/chat/completions` as vLLM serves it. Streamed: a role event, one event per piece, the
-    finish reason, the usage, `[DONE]`; after `hold_after` pieces it waits for `release` before sending the
-    rest. `answers` gives, per request, (text, finish_reason, cut): `cut` drops the connection after that
-    many pieces."""
-
-    def __init__(self, answers=None, hold_after: int | None = None, wait_s: float = 20.0):
-        self.answers = answers or (lambda body, n: (PAGE, "stop", None))
-        self.hold_after = hold_after
-        self.release = threading.Event()
-        self.held_until_released = None  # True: the client asked for the rest; False: the wait timed out
-        self.requests: list[dict] = []
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                standin.requests.append(body)
-                text, finish, cut = standin.answers(body, len(standin.requests))
-                if not body.get("stream"):
-                    data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                                    "finish_reason": finish}],
-                                       "usage": {"completion_tokens": len(pieces(text))}}).encode()
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                    return
-                self.send_response(200)
-                self.send_header("content-type", "text/event-stream")
-                self.end_headers()
-                self.event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
-                for i, piece in enumerate(pieces(text)):
-                    if i == cut:
-                        return  # the connection drops mid-page
-                    if i == standin.hold_after:
-                        standin.held_until_released = standin.release.wait(wait_s)
-                    self.event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
-                self.event({"choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": finish}]})
-                self.event({"choices": [], "usage": {"prompt_tokens": 1133, "completion_tokens": len(pieces(text))}})
-                self.wfile.write(b"data: [DONE]\n\n")
-
-            def event(self, data: dict) -> None:
-                self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
-                self.wfile.flush()
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def page_request() -> PageRequest:
     return PageRequest(image=Image.new("RGB", (850, 1100), "white"), task=GROUNDING)
 
@@ -135,7 +60,7 @@ def scan(tmp_path, name="scan.png"):
 
 def test_the_endpoint_hands_text_on_before_the_page_is_finished():
     received: list[str] = []
-    with StreamingStandIn(hold_after=10) as server:
+    with OcrStandIn(Answer(PAGE), hold_after=10) as server:
         def on_text(piece: str) -> None:
             received.append(piece)
             if len(received) == 10:
@@ -154,7 +79,7 @@ def test_the_endpoint_hands_text_on_before_the_page_is_finished():
 
 
 def test_a_connection_lost_mid_page_keeps_the_text_so_far_and_says_why():
-    with StreamingStandIn(lambda body, n: (PAGE, "stop", 12)) as server:
+    with OcrStandIn(Answer(PAGE, cut=12)) as server:
         received: list[str] = []
         generation = EndpointBackend(server.endpoint, "m", retries=2).stream(page_request(), received.append)
     assert len(server.requests) == 1  # text had been handed on: nothing is asked twice
@@ -164,7 +89,7 @@ def test_a_connection_lost_mid_page_keeps_the_text_so_far_and_says_why():
 
 def test_cli_prints_the_markdown_as_the_model_writes_it_and_writes_the_outputs(tmp_path):
     image, out = scan(tmp_path), tmp_path / "out"
-    with StreamingStandIn(hold_after=len(pieces(PAGE)) // 2) as server:
+    with OcrStandIn(Answer(PAGE), hold_after=len(pieces(PAGE)) // 2) as server:
         env = {k: v for k, v in os.environ.items() if k not in ENDPOINT_VARS}
         env |= {"DOCGROUND_OCR_ENDPOINT": server.endpoint, "DOCGROUND_HOME": str(tmp_path / "home")}
         proc = subprocess.Popen([sys.executable, "-m", "docground.api.cli", "convert", str(image), "--stream",
@@ -199,10 +124,10 @@ def test_a_streamed_page_that_fails_is_read_again_down_the_ladder(tmp_path):
     looping = PAGE[:200] + " and again" * 20
 
     def answers(body, n):
-        return (looping, "length", None) if body.get("stream") else (PAGE, "stop", None)
+        return Answer(looping, "length") if body.get("stream") else Answer(PAGE)
 
     printed: list[str] = []
-    with StreamingStandIn(answers) as server:
+    with OcrStandIn(answers) as server:
         settings = Settings(home=tmp_path / "home", ocr_endpoint=server.endpoint)
         layout = build_converter(settings, ConvertOptions(stream=True)).stream(scan(tmp_path), None, printed.append)
     assert [bool(r.get("stream")) for r in server.requests] == [True, False]
@@ -231,7 +156,7 @@ def test_stream_reads_exactly_one_page_of_one_file(tmp_path):
         doc.new_page()
     pdf = tmp_path / "three.pdf"
     doc.save(pdf)
-    with StreamingStandIn() as server:
+    with OcrStandIn(Answer(PAGE)) as server:
         env = {"DOCGROUND_OCR_ENDPOINT": server.endpoint, "DOCGROUND_OCR_BACKEND": None,
                "DOCGROUND_HOME": str(tmp_path)}
 

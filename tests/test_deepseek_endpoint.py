@@ -9,9 +9,7 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -21,6 +19,7 @@ from docground.ingest.engines.deepseek_ocr2.prompt import GROUNDING, Sampling
 from docground.ingest.engines.deepseek_ocr2.schema import PageRequest
 from docground.service import Docground
 from docground.settings import Settings
+from docground_testing.llm_standin import Answer, OcrStandIn, pieces
 
 # What the first DeepSeek-OCR answered for a 902x565 news screenshot (../shared/eval/dsocr2), in part.
 NEWS = (
@@ -37,71 +36,16 @@ BOXES = {"观点·深度》》": (5, 12, 152, 60), "年轻干部不妨多些“�
          "干部成长成熟成才的路上": (570, 162, 952, 247), "近日揭晓的第十八届文华奖": (5, 707, 525, 920)}
 
 
-class OcrStandIn:
-    """`POST /v1/chat/completions` answering like vLLM serving DeepSeek-OCR-2; `script` decides each answer
-    as (status, text, finish_reason); it records requests and the most requests ever in flight at once."""
-
-    def __init__(self, script=None, delay_s: float = 0.0):
-        self.script = script or (lambda body, n: (200, NEWS, "stop"))
-        self.delay_s = delay_s
-        self.requests: list[dict] = []
-        self.in_flight = self.max_in_flight = 0
-        self.lock = threading.Lock()
-        standin = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                with standin.lock:
-                    standin.requests.append(body | {"path": self.path})
-                    n = len(standin.requests)
-                    standin.in_flight += 1
-                    standin.max_in_flight = max(standin.max_in_flight, standin.in_flight)
-                try:
-                    time.sleep(standin.delay_s)
-                    status, text, finish = standin.script(body, n)
-                    payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                            "finish_reason": finish}],
-                               "usage": {"prompt_tokens": 1133, "completion_tokens": 400}}
-                    data = json.dumps(payload if status == 200 else {"error": "nope"}).encode()
-                    self.send_response(status)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                finally:
-                    with standin.lock:
-                        standin.in_flight -= 1
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def page(size=(902, 565)) -> PageRequest:
     return PageRequest(image=Image.new("RGB", size, (250, 250, 250)), task=GROUNDING)
 
 
 def test_a_page_goes_out_as_the_recipe_asks():
-    with OcrStandIn() as server:
+    with OcrStandIn(Answer(NEWS)) as server:
         backend = EndpointBackend(server.endpoint, "deepseek-ai/DeepSeek-OCR-2")
         (gen,) = backend.generate([page()])
         backend.close()
-    assert gen.ended and gen.text == NEWS and gen.tokens == 400
+    assert gen.ended and gen.text == NEWS and gen.tokens == len(pieces(NEWS))
     (body,) = server.requests
     assert body["path"] == "/v1/chat/completions" and body["model"] == "deepseek-ai/DeepSeek-OCR-2"
     image_part, text_part = body["messages"][0]["content"]
@@ -116,38 +60,38 @@ def test_a_page_goes_out_as_the_recipe_asks():
 
 def test_overloads_are_retried_and_client_errors_are_not():
     def script(body, n):
-        return (503, "", "") if n <= 2 else (200, NEWS, "length")
+        return Answer("", status=503) if n <= 2 else Answer(NEWS, "length")
 
     with OcrStandIn(script) as server:
         backend = EndpointBackend(server.endpoint, "m", retries=2)
         (gen,) = backend.generate([page()])
     assert len(server.requests) == 3 and gen.finish_reason == "length" and not gen.ended and gen.error is None
 
-    with OcrStandIn(lambda body, n: (400, "", "")) as server:
+    with OcrStandIn(Answer("", status=400)) as server:
         (gen,) = EndpointBackend(server.endpoint, "m", retries=2).generate([page()])
     assert len(server.requests) == 1 and gen.error.startswith("HTTP 400")
 
 
 def test_timeouts_and_refused_connections_fail_the_page_with_a_reason():
-    with OcrStandIn(delay_s=1.0) as server:
+    with OcrStandIn(Answer(NEWS), delay_s=1.0) as server:
         started = time.monotonic()
         (gen,) = EndpointBackend(server.endpoint, "m", timeout_s=0.2, retries=0).generate([page()])
     assert time.monotonic() - started < 0.9 and "Timeout" in gen.error
-    with OcrStandIn() as server:
+    with OcrStandIn(Answer(NEWS)) as server:
         dead = server.endpoint
     (gen,) = EndpointBackend(dead, "m", retries=1).generate([page()])
     assert gen.error.startswith("ConnectError") and gen.error.endswith("(after 2 tries)")
 
 
 def test_requests_in_flight_are_bounded_and_used():
-    with OcrStandIn(delay_s=0.15) as server:
+    with OcrStandIn(Answer(NEWS), delay_s=0.15) as server:
         gens = EndpointBackend(server.endpoint, "m", concurrency=3).generate([page() for _ in range(10)])
     assert len(gens) == 10 and all(g.ended for g in gens)
     assert server.max_in_flight == 3
 
 
 def test_benchmark_sampling_asks_for_a_fixed_length():
-    with OcrStandIn() as server:
+    with OcrStandIn(Answer(NEWS)) as server:
         request = PageRequest(image=Image.new("RGB", (64, 64)), task=GROUNDING,
                               sampling=Sampling(max_tokens=1000, ignore_eos=True))
         EndpointBackend(server.endpoint, "m").generate([request])
@@ -158,7 +102,7 @@ def test_cli_ingest_of_a_scan_stores_the_models_boxes_exactly(tmp_path, embedder
     scan = tmp_path / "scan.png"
     Image.new("RGB", (902, 565), "white").save(scan)
     home = tmp_path / "home"
-    with OcrStandIn() as server:
+    with OcrStandIn(Answer(NEWS)) as server:
         env = dict(os.environ, DOCGROUND_HOME=str(home), DOCGROUND_OCR_ENDPOINT=server.endpoint,
                    DOCGROUND_OCR_MODEL="deepseek-ai/DeepSeek-OCR-2")
         done = subprocess.run([sys.executable, "-m", "docground.api.cli", "ingest", str(scan), "--kb", "news",

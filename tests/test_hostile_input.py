@@ -50,6 +50,7 @@ from docground_testing.hostile_files import (
 )
 from docground_testing.live_server import wait_document
 from docground_testing.pdfgen import image_bytes, two_column_pdf
+from docground_testing.service_fixtures import module_service_and_client
 
 pytestmark = pytest.mark.timeout(180)  # never a hang: a stuck case fails instead of blocking CI
 
@@ -153,20 +154,7 @@ CASES = [
 
 
 # ---- one service and one app for the whole module, with a good document indexed first
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, embedder):
-    settings = Settings(home=tmp_path_factory.mktemp("hostile") / "home", page_time_limit_s=PAGE_TIME_LIMIT_S,
-                        rate_limit_per_minute=0)
-    svc = Docground(settings)
-    svc._embedder = embedder
-    yield svc
-    svc.close()
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with TestClient(create_app(service.settings, service)) as c:
-        yield c
+service, client = module_service_and_client("hostile", page_time_limit_s=PAGE_TIME_LIMIT_S, rate_limit_per_minute=0)
 
 
 @pytest.fixture(scope="module")

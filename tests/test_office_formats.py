@@ -24,18 +24,15 @@ from pathlib import Path
 import msoffcrypto.format.ooxml
 import pymupdf
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from docground.api.app import create_app
 from docground.errors import ConversionFailed, EncryptedFile, UnsupportedFileType
 from docground.ingest.pipeline import document_id
 from docground.ingest.providers import PageLimits, sniff_kind
 from docground.ingest.providers.office import convert
-from docground.service import Docground
-from docground.settings import Settings
 from docground_testing.citecheck import quote_under_boxes
 from docground_testing.live_server import upload, wait_document
+from docground_testing.service_fixtures import module_service_and_client
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -168,19 +165,7 @@ def documents(tmp_path_factory) -> dict[str, bytes]:
     return {**files, "html": web_page(), "md": markdown_file(), "txt": text_file()}
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, embedder):
-    settings = Settings(home=tmp_path_factory.mktemp("office") / "home", rate_limit_per_minute=0)
-    svc = Docground(settings)
-    svc._embedder = embedder
-    yield svc
-    svc.close()
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with TestClient(create_app(service.settings, service)) as c:
-        yield c
+service, client = module_service_and_client("office", rate_limit_per_minute=0)
 
 
 @pytest.fixture(scope="module")

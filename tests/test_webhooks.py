@@ -9,7 +9,6 @@ import os
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from docground.settings import Settings
 from docground.webhooks import WebhookSender, check_callback_url
 from docground_testing.cluster import RedisServer, WorkerProcess, cluster_env
 from docground_testing.live_server import Borrowed
+from docground_testing.llm_standin import LocalServer, QuietHandler
 from docground_testing.pdfgen import image_only_pdf, two_column_pdf
 from docground_testing.registries import registry_on
 
@@ -45,7 +45,7 @@ def readme_verify():
     return namespace["verify_signature"]
 
 
-class Receiver:
+class Receiver(LocalServer):
     """An HTTP server on 127.0.0.1 that records every POST; a path may be told to fail its first requests."""
 
     def __init__(self):
@@ -54,7 +54,7 @@ class Receiver:
         self.lock = threading.Lock()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self):  # noqa: N802 - the http.server interface
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
@@ -65,20 +65,7 @@ class Receiver:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def at(self, path: str) -> list[dict]:
         with self.lock:
@@ -279,16 +266,23 @@ def test_without_the_setting_the_api_refuses_a_private_callback(tmp_path, embedd
     assert receiver.at("/private") == []
 
 
+def ingest_announced(settings: Settings, embedder, kb: str, callback_url: str, seed: int) -> tuple[Docground, str]:
+    """A service that has ingested one document into `kb`, whose events go to `callback_url`; no sender has
+    run, so the document's event is still waiting in the outbox."""
+    service = Docground(settings)
+    service._embedder = embedder
+    service.registry.ensure_kb(kb)
+    service.registry.set_callback_url(kb, callback_url)
+    data, _ = two_column_pdf(pages=1, seed=seed)
+    return service, service.ingest(kb, "a.pdf", data).document_id
+
+
 def test_a_host_that_turns_private_before_delivery_is_not_called(tmp_path, embedder, receiver):
     """The check runs again before each attempt: a URL accepted earlier whose host now resolves to a
     loopback address (DNS rebinding) is given up, and nothing reaches it."""
     settings = hook_settings(tmp_path / "home", webhook_allow_private=False)
-    service = Docground(settings)
-    service._embedder = embedder
-    service.registry.ensure_kb("rebound")
-    service.registry.set_callback_url("rebound", f"http://localhost:{receiver.url.rsplit(':', 1)[1]}/rebound")
-    data, _ = two_column_pdf(pages=1, seed=76)
-    doc_id = service.ingest("rebound", "a.pdf", data).document_id
+    rebound_url = f"http://localhost:{receiver.url.rsplit(':', 1)[1]}/rebound"
+    service, doc_id = ingest_announced(settings, embedder, "rebound", rebound_url, seed=76)
     sender = WebhookSender(service.registry, settings, threads=0)
     assert sender.send_one() and not sender.send_one()
     delivery = service.registry.deliveries(doc_id)[0]
@@ -302,12 +296,7 @@ def test_pending_deliveries_survive_a_restart(tmp_path, embedder, receiver):
     """An event written while no server ran (`docground ingest`, or a server stopped before sending) is sent
     by the next server on that home."""
     settings = hook_settings(tmp_path / "home")
-    service = Docground(settings)
-    service._embedder = embedder
-    service.registry.ensure_kb("later")
-    service.registry.set_callback_url("later", f"{receiver.url}/later")
-    data, _ = two_column_pdf(pages=1, seed=77)
-    doc_id = service.ingest("later", "a.pdf", data).document_id
+    service, doc_id = ingest_announced(settings, embedder, "later", f"{receiver.url}/later", seed=77)
     assert [d.status for d in service.registry.deliveries(doc_id)] == ["pending"]
     service.close()
 
