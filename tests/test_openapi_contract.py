@@ -17,7 +17,7 @@ import pymupdf
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, assume, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -124,6 +124,22 @@ SETTINGS = hypothesis_settings(max_examples=EXAMPLES, derandomize=True, deadline
                                suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
 
 
+def as_form_text(value):
+    """A file as the schema sees it (a string), empty or not; schemathesis wraps bytes in `Binary`."""
+    data = getattr(value, "data", value)
+    return "x" * bool(len(data)) if isinstance(data, bytes) else value
+
+
+def still_valid(operation, case) -> bool:
+    r"""A "negative" form body the schema still accepts: schemathesis breaks a form field's pattern by
+    appending a character, and the callback URL's pattern ends in `\S*`, which takes it; the service then
+    rightly accepts the request."""
+    if not isinstance(case.body, dict):
+        return False
+    form = {name: as_form_text(value) for name, value in case.body.items()}
+    return any(body.media_type == case.media_type and body.is_valid(form) for body in operation.body)
+
+
 def test_every_operation_keeps_the_contract(api_schema):
     """Each operation, with data the schema calls valid and data it calls invalid, all checks."""
     failures, operations = [], 0
@@ -134,6 +150,7 @@ def test_every_operation_keeps_the_contract(api_schema):
             @SETTINGS
             @given(case=operation.as_strategy(generation_mode=mode, auth_storage=api_schema.auth))
             def run(case):
+                assume(mode is GenerationMode.POSITIVE or not still_valid(operation, case))
                 case.call_and_validate()
 
             try:
