@@ -557,6 +557,67 @@ def optimize(kb: KbOption, home: HomeOption = None) -> None:
     out.print("vector index built" if changed else "vector index already up to date")
 
 
+snapshot_app = typer.Typer(no_args_is_help=True, help="Back a knowledge base up into one file, or restore it.")
+app.add_typer(snapshot_app, name="snapshot")
+
+
+@contextmanager
+def _own_service(settings: Settings):
+    """This process's own service on the home; a DocgroundError ends the command with its message."""
+    service = _service(settings)
+    try:
+        yield service
+    except DocgroundError as exc:
+        err.print(f"[red]error:[/red] {escape(exc.message)}")
+        raise typer.Exit(2) from exc
+    finally:
+        service.close()
+
+
+@snapshot_app.command("create")
+def snapshot_create(kb: Annotated[str, typer.Argument(help="knowledge base name")],
+                    file: Annotated[Path, typer.Argument(help="the snapshot to write (a .tar.gz)")],
+                    home: HomeOption = None) -> None:
+    """Write a knowledge base's ready documents (registry rows, originals, parsed pages) and its vectors into
+    one file."""
+    from docground.snapshots import create_snapshot
+
+    with _own_service(_settings(home)) as service:
+        manifest = create_snapshot(service, kb, file)
+    out.print(f"{escape(manifest.kb)}: {manifest.documents} document(s) → {escape(str(file))}")
+
+
+@snapshot_app.command("restore")
+def snapshot_restore(file: Annotated[Path, typer.Argument(help="a file `docground snapshot create` wrote")],
+                     home: HomeOption = None) -> None:
+    """Restore a snapshot's knowledge base into a home that lacks it: the same documents and ids, the same
+    answers. Refused when the home's embedding model or pipeline differs from the snapshot's."""
+    from docground.snapshots import restore_snapshot
+
+    with _own_service(_settings(home)) as service:
+        manifest = restore_snapshot(service, file)
+        service.optimize(manifest.kb)  # this process answers no queries, so it can take the time
+    out.print(f"{escape(manifest.kb)}: {manifest.documents} document(s) restored")
+
+
+@app.command()
+def migrate(kb: Annotated[str, typer.Argument(help="knowledge base name")],
+            to_qdrant: Annotated[str, typer.Option("--to-qdrant", help="the Qdrant server's URL")],
+            home: HomeOption = None) -> None:
+    """Copy an embedded knowledge base's vectors into a Qdrant server as they are (nothing is parsed or
+    embedded again); then set DOCGROUND_QDRANT_URL to serve it from there."""
+    from docground.snapshots import migrate_to_server, on_server
+
+    with _own_service(_settings(home)) as service:
+        target = on_server(service, to_qdrant)
+        try:
+            moved = migrate_to_server(service, target, kb)
+        finally:
+            target.close()
+    out.print(f"{escape(kb)}: {moved.points} chunk(s) → {escape(to_qdrant)}, collection {moved.collection}; "
+              f"set DOCGROUND_QDRANT_URL={escape(to_qdrant)} to serve it from there")
+
+
 @app.command()
 def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="port")] = 8000, home: HomeOption = None,

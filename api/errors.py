@@ -35,6 +35,7 @@ STATUS_MEANINGS = {
     502: "the configured LLM endpoint failed (llm_unavailable)",
     503: "a configured OCR backend, or LibreOffice for Office documents, is unavailable (ocr_unavailable, "
          "converter_unavailable)",
+    507: "the data directory's disk is full or over quota (no_space); free space there and send it again",
 }
 
 

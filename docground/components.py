@@ -7,6 +7,7 @@ from pathlib import Path
 
 from docground.errors import LLMNotConfigured, StoreBusy
 
+from .disk_space import SpaceReserve
 from .ingest.chunking import ChunkerConfig
 from .ingest.engines.factory import build_router
 from .ingest.pipeline import Pipeline
@@ -26,6 +27,7 @@ class Components:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.registry = Registry(settings.sqlalchemy_url)
+        self.space_reserve = SpaceReserve(settings.home)
         self.router = router or build_router(settings)
         self._embedder: Embedder | None = None
         self._pipeline: Pipeline | None = None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class DocgroundError(Exception):
     code = "error"
@@ -157,3 +161,57 @@ class PayloadTooLarge(DocgroundError):
 class AlreadyExists(DocgroundError):
     code = "already_exists"
     http_status = 409
+
+
+class InvalidSnapshot(DocgroundError):
+    """A file given to `docground snapshot restore` that is not a snapshot docground wrote (docground/snapshots.py)."""
+
+    code = "invalid_snapshot"
+    http_status = 422
+
+
+class SnapshotMismatch(DocgroundError):
+    """A snapshot whose vectors or chunks were made by another embedding model or pipeline than this home's."""
+
+    code = "snapshot_mismatch"
+    http_status = 409
+
+
+class NoSpace(DocgroundError):
+    """The data directory's filesystem is full (ENOSPC) or its quota is spent (EDQUOT)."""
+
+    code = "no_space"
+    http_status = 507
+
+    def __init__(self, message: str = "no space left on the data directory's disk (DOCGROUND_HOME): free some "
+                                      "space there and try again"):
+        super().__init__(message)
+
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+SQLITE_FULL = 13  # SQLite's "database or disk is full": how ENOSPC reaches the registry's writes
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether the error, or one it was raised from (SQLAlchemy wraps sqlite3's), is a full disk or quota."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NoSpace) or (isinstance(seen, OSError) and seen.errno in NO_SPACE_ERRNOS):
+            return True
+        if getattr(seen, "sqlite_errorcode", None) == SQLITE_FULL:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextmanager
+def no_space_as_error() -> Iterator[None]:
+    """Writes to the data directory within: running out of space there raises NoSpace (507), not an internal error."""
+    try:
+        yield
+    except NoSpace:
+        raise
+    except Exception as exc:
+        if is_out_of_space(exc):
+            raise NoSpace() from exc
+        raise

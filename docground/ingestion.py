@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .components import Components
-from .errors import DocgroundError, NotFound, PipelineMismatch
+from .errors import DocgroundError, NoSpace, NotFound, PipelineMismatch, is_out_of_space, no_space_as_error
 from .ingest.pipeline import ProgressCallback, document_id, file_sha256
 from .ingest.processors.figures import save_figure_crops
 from .ingest.providers import pages_kind, sniff_kind
@@ -61,26 +61,34 @@ class Ingestion(Components):
             doc = self.registry.document(known) if known else None
             if doc is not None:
                 return Registration(doc, self.registry.latest_job(doc.id), False)
-        pipeline = self.pipeline
         existing = self.registry.document(doc_id)
-        if existing and existing.status == "ready" and existing.fingerprint == pipeline.fingerprint:
+        if existing and existing.status == "ready" and existing.fingerprint == self.pipeline.fingerprint:
             registration = Registration(existing, None, False)
         else:
-            source = pipeline.open(data, self._kept_rendition(doc_id, data))
-            kind, pages, rendition = source.kind, source.page_count, source.rendition
-            source.close()
-            self.registry.ensure_kb(kb)
-            if rendition is not None:  # an Office, web or text document: the PDF its pages are read from
-                self._save_blob(doc_id, f"original.{pages_kind(kind)}", rendition)
-            self._save_blob(doc_id, f"original.{kind}", data)
-            registration = self.registry.register(Document(
-                id=doc_id, kb=kb, filename=filename, sha256=sha, kind=kind, size_bytes=len(data), pages_total=pages,
-            ), pipeline.fingerprint)
-        if idempotency_key:
-            self.registry.remember_idempotency_key(kb, idempotency_key, sha, doc_id)
-        if callback_url is not None:
-            self.registry.subscribe(registration.document.id, callback_url)
+            registration = self._keep_and_register(Document(id=doc_id, kb=kb, filename=filename, sha256=sha,
+                                                            size_bytes=len(data)), data)
+        with no_space_as_error():
+            if idempotency_key:
+                self.registry.remember_idempotency_key(kb, idempotency_key, sha, doc_id)
+            if callback_url is not None:
+                self.registry.subscribe(registration.document.id, callback_url)
         return registration
+
+    def _keep_and_register(self, doc: Document, data: bytes) -> Registration:
+        """Keep the upload (and the PDF it converts to), then register its document and a job. A full disk
+        raises NoSpace with nothing half-written: blobs take their name only when complete, and the
+        registry's transaction is rolled back."""
+        pipeline = self.pipeline
+        source = pipeline.open(data, self._kept_rendition(doc.id, data))
+        doc.kind, doc.pages_total, rendition = source.kind, source.page_count, source.rendition
+        source.close()
+        with no_space_as_error():
+            self.space_reserve.restore()  # refused while the disk cannot spare it: see docground/disk_space.py
+            self.registry.ensure_kb(doc.kb)
+            if rendition is not None:  # an Office, web or text document: the PDF its pages are read from
+                self._save_blob(doc.id, f"original.{pages_kind(doc.kind)}", rendition)
+            self._save_blob(doc.id, f"original.{doc.kind}", data)
+            return self.registry.register(doc, pipeline.fingerprint)
 
     def run_job(self, job_id: str, progress: ProgressCallback | None = None,
                 stop: threading.Event | None = None) -> Document:
@@ -168,6 +176,9 @@ class Ingestion(Components):
         return self.registry.document(job.document_id) or Document(id=job.document_id, status="failed")
 
     def fail_job(self, job_id: str, exc: BaseException) -> Document:
+        if is_out_of_space(exc):
+            exc = NoSpace()
+            self.space_reserve.release()  # the room to record this failure (docground/disk_space.py)
         code = exc.code if isinstance(exc, DocgroundError) else "internal_error"
         message = exc.message if isinstance(exc, DocgroundError) else f"{type(exc).__name__}: {exc}"
         self.registry.advance(job_id, "failed", error=message, error_code=code)
@@ -211,7 +222,13 @@ class Ingestion(Components):
 
     def _write(self, kb: str, doc_id: str, chunks: list[IndexedChunk], fingerprint: str) -> int:
         store = self.store(kb)
-        store.upsert(chunks)
+        try:
+            store.upsert(chunks)
+        except NoSpace:  # refused before writing anything: a delete now could be what fills the disk
+            raise
+        except Exception:  # cut short: the chunks written so far must not answer queries
+            store.delete_version(doc_id, fingerprint)
+            raise
         store.delete_stale(doc_id, fingerprint)
         store.flush()
         return len(chunks)
@@ -221,15 +238,12 @@ class Ingestion(Components):
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / name
         if not path.exists():  # first writer wins; a partial file never takes the name (one per writer)
-            tmp = folder / f"{name}.{os.getpid()}.{threading.get_ident()}.part"
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            _write_whole(path, data, folder / f"{name}.{os.getpid()}.{threading.get_ident()}.part")
 
     def _save_layouts(self, doc_id: str, layouts: list[PageLayout]) -> None:
         path = self.blob_dir(doc_id) / "layouts.json"
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps([lay.model_dump(mode="json") for lay in layouts]))
-        tmp.replace(path)
+        _write_whole(path, json.dumps([lay.model_dump(mode="json") for lay in layouts]).encode(),
+                     path.with_suffix(".part"))
 
 
 def _payload(chunk: Chunk, kb: str, filename: str, fingerprint: str) -> dict:
@@ -245,9 +259,16 @@ def _write_prepared(path: Path, chunks: list[IndexedChunk]) -> None:
     """Embedded chunks for the store owner; float32 vectors travel as base64, bit for bit."""
     rows = [{"id": c.id, "dense": base64.b64encode(np.asarray(c.dense, dtype=np.float32).tobytes()).decode(),
              "sparse": [list(c.sparse[0]), list(c.sparse[1])], "payload": c.payload} for c in chunks]
-    tmp = path.with_suffix(".part")
-    tmp.write_text(json.dumps(rows))
-    tmp.replace(path)
+    _write_whole(path, json.dumps(rows).encode(), path.with_suffix(".part"))
+
+
+def _write_whole(path: Path, data: bytes, part: Path) -> None:
+    """`path` holds all of `data` or is left as it was: a write cut short (a full disk) leaves no partial file."""
+    try:
+        part.write_bytes(data)
+        part.replace(path)
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def _read_prepared(path: Path) -> list[IndexedChunk]:

@@ -7,13 +7,17 @@ An embedded shard admits one process at a time.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from docground.disk_space import require_room
 
 DENSE = "dense"
 SPARSE = "sparse"
@@ -34,6 +38,12 @@ HNSW_EF = 200  # candidates a search explores: at 96, 2 of 200 bench questions a
 FULL_SCAN_KB = 10_000  # a segment (or a filtered subset) smaller than this is searched exactly
 QUANTILE = 0.99
 OVERSAMPLING = 2.0  # quantized candidates fetched per hit, before rescoring with the float vectors
+# qdrant-edge writes through memory maps, where a full disk kills the process (SIGBUS) instead of failing
+# the write: an upsert starts only with this much free, plus a few times the bytes it adds (the WAL keeps
+# a copy, the segment another, the quantized vectors and the indexes more).
+STORE_ROOM_FLOOR = 4 << 20
+STORE_ROOM_FACTOR = 4
+SCROLL_PAGE = 256  # points read at once when a store is read out whole (snapshots, migrations)
 
 
 def bounded(sparse: tuple[list[int], list[float]], most: int = MAX_SPARSE_TERMS) -> tuple[list[int], list[float]]:
@@ -70,6 +80,10 @@ class ChunkStore(Protocol):
         """Remove the document's chunks made by any other pipeline fingerprint."""
         ...
 
+    def delete_version(self, document_id: str, fingerprint: str) -> None:
+        """Remove the document's chunks made by this pipeline fingerprint (an upsert that was cut short)."""
+        ...
+
     def search(self, dense: np.ndarray, sparse: tuple[list[int], list[float]], limit: int,
                document_ids: list[str] | None = None, dense_weight: float = 1.0) -> list[Hit]:
         """The top chunks by reciprocal rank fusion of the dense and the sparse ranking, the dense one
@@ -77,6 +91,10 @@ class ChunkStore(Protocol):
         ...
 
     def count(self, document_id: str | None = None) -> int: ...
+
+    def points(self) -> Iterator[IndexedChunk]:
+        """Every chunk the store holds, with its vectors and payload, as written (docground/snapshots.py)."""
+        ...
 
     def optimize(self) -> bool:
         """Build the vector index of segments that have grown big enough (True when anything changed)."""
@@ -91,6 +109,29 @@ def _in_order(hits: list[Hit]) -> list[Hit]:
     """Best first, equal fused scores (frequent: ranks tie) by id, so the same query answers the same way
     on every run; the engine leaves the order of ties open."""
     return sorted(hits, key=lambda h: (-h.score, h.id))
+
+
+def _indexed(record) -> IndexedChunk:
+    """A point read back (qdrant-edge's Record or qdrant-client's: the same fields) as it was written."""
+    vectors = record.vector or {}
+    sparse = vectors.get(SPARSE)
+    return IndexedChunk(str(record.id), list(vectors[DENSE]),
+                        (list(sparse.indices), list(sparse.values)) if sparse is not None else ([], []),
+                        record.payload or {})
+
+
+def _scrolled(page) -> Iterator[IndexedChunk]:
+    """All points, page by page: `page(offset)` gives a page's records and the next page's offset (None: done)."""
+    offset = None
+    while True:
+        records, offset = page(offset)
+        yield from map(_indexed, records)
+        if offset is None:
+            return
+
+
+def _stored_bytes(chunk: IndexedChunk) -> int:
+    return len(json.dumps(chunk.payload)) + 8 * (len(chunk.dense) + len(chunk.sparse[0]))
 
 
 def _cosine(query: np.ndarray, vector) -> float:
@@ -118,6 +159,7 @@ class EdgeStore:
             sparse_vectors={SPARSE: q.EdgeSparseVectorParams(modifier=q.Modifier.Idf)},
             hnsw_config=q.HnswIndexConfig(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT, full_scan_threshold=FULL_SCAN_KB),
         )
+        self.path = path
         has_data = any(path.iterdir())
         self.shard = q.EdgeShard.load(str(path)) if has_data else q.EdgeShard.create(str(path), config)
         # Ignored where a segment has no HNSW graph or no quantized vectors (searched exactly there).
@@ -134,6 +176,7 @@ class EdgeStore:
     def upsert(self, chunks: list[IndexedChunk]) -> None:
         q = self.q
         points = [q.Point(c.id, {DENSE: c.dense, SPARSE: q.SparseVector(*c.sparse)}, c.payload) for c in chunks]
+        require_room(self.path, STORE_ROOM_FLOOR + STORE_ROOM_FACTOR * sum(map(_stored_bytes, chunks)))
         with self._lock:
             for i in range(0, len(points), 256):
                 self.shard.update(q.UpdateOperation.upsert_points(points[i:i + 256]))
@@ -143,11 +186,20 @@ class EdgeStore:
             self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._doc_filter([document_id])))
 
     def delete_stale(self, document_id: str, fingerprint: str) -> None:
+        self._delete(self._version(document_id, fingerprint, same=False))
+
+    def delete_version(self, document_id: str, fingerprint: str) -> None:
+        self._delete(self._version(document_id, fingerprint, same=True))
+
+    def _version(self, document_id: str, fingerprint: str, same: bool):
         q = self.q
-        stale = q.Filter(must=[q.FieldCondition(key="document_id", match=q.MatchValue(document_id))],
-                         must_not=[q.FieldCondition(key="fingerprint", match=q.MatchValue(fingerprint))])
+        of_document = [q.FieldCondition(key="document_id", match=q.MatchValue(document_id))]
+        version = [q.FieldCondition(key="fingerprint", match=q.MatchValue(fingerprint))]
+        return q.Filter(must=of_document + version) if same else q.Filter(must=of_document, must_not=version)
+
+    def _delete(self, selection) -> None:
         with self._lock:
-            self.shard.update(q.UpdateOperation.delete_points_by_filter(stale))
+            self.shard.update(self.q.UpdateOperation.delete_points_by_filter(selection))
 
     def search(self, dense, sparse, limit, document_ids=None, dense_weight=1.0) -> list[Hit]:
         q = self.q
@@ -170,6 +222,14 @@ class EdgeStore:
         with self._lock:
             return int(self.shard.count(self.q.CountRequest(filter=self._doc_filter(
                 [document_id] if document_id else None))))
+
+    def points(self) -> Iterator[IndexedChunk]:
+        def page(offset):
+            with self._lock:
+                return self.shard.scroll(self.q.ScrollRequest(offset=offset, limit=SCROLL_PAGE, with_payload=True,
+                                                              with_vector=True))
+
+        return _scrolled(page)
 
     def optimize(self) -> bool:
         # Holds the GIL throughout (seconds per ten thousand new points): every other thread of the process
@@ -228,10 +288,19 @@ class ServerStore:
         self.client.delete(self.collection, self.m.FilterSelector(filter=self._doc_filter([document_id])), wait=True)
 
     def delete_stale(self, document_id: str, fingerprint: str) -> None:
+        self._delete(self._version(document_id, fingerprint, same=False))
+
+    def delete_version(self, document_id: str, fingerprint: str) -> None:
+        self._delete(self._version(document_id, fingerprint, same=True))
+
+    def _version(self, document_id: str, fingerprint: str, same: bool):
         m = self.m
-        stale = m.Filter(must=[m.FieldCondition(key="document_id", match=m.MatchValue(value=document_id))],
-                         must_not=[m.FieldCondition(key="fingerprint", match=m.MatchValue(value=fingerprint))])
-        self.client.delete(self.collection, m.FilterSelector(filter=stale), wait=True)
+        of_document = [m.FieldCondition(key="document_id", match=m.MatchValue(value=document_id))]
+        version = [m.FieldCondition(key="fingerprint", match=m.MatchValue(value=fingerprint))]
+        return m.Filter(must=of_document + version) if same else m.Filter(must=of_document, must_not=version)
+
+    def _delete(self, selection) -> None:
+        self.client.delete(self.collection, self.m.FilterSelector(filter=selection), wait=True)
 
     def search(self, dense, sparse, limit, document_ids=None, dense_weight=1.0) -> list[Hit]:
         m = self.m
@@ -251,6 +320,11 @@ class ServerStore:
     def count(self, document_id: str | None = None) -> int:
         flt = self._doc_filter([document_id] if document_id else None)
         return int(self.client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def points(self) -> Iterator[IndexedChunk]:
+        return _scrolled(lambda offset: self.client.scroll(self.collection, scroll_filter=self._doc_filter(None),
+                                                           limit=SCROLL_PAGE, offset=offset, with_payload=True,
+                                                           with_vectors=True))
 
     def optimize(self) -> bool:
         return False  # a server runs its own optimizers

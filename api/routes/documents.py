@@ -76,7 +76,7 @@ def _document(request: Request, document_id: str) -> Document:
 
 @router.post("/v1/knowledge-bases/{kb}/documents", response_model=DocumentAccepted, status_code=202,
              operation_id="upload_document",
-             responses={202: DOCUMENT_LINKS, **errors(400, 404, 409, 413, 415, 422, 503)},
+             responses={202: DOCUMENT_LINKS, **errors(400, 404, 409, 413, 415, 422, 503, 507)},
              openapi_extra={"requestBody": {"content": {"multipart/form-data": {
                  "encoding": {"file": {"contentType": ", ".join(UPLOAD_MEDIA_TYPES)}}}}}})
 async def upload(kb: KbName, request: Request, form: Annotated[DocumentUpload, File()],
