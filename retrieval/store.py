@@ -130,6 +130,14 @@ def _scrolled(page) -> Iterator[IndexedChunk]:
             return
 
 
+def _version_filter(models, document_id: str, fingerprint: str, same: bool):
+    """A document's chunks made by this pipeline fingerprint (same) or by any other; `models` is qdrant-edge
+    or qdrant_client.models, whose filter types take the same keywords."""
+    of_document = [models.FieldCondition(key="document_id", match=models.MatchValue(value=document_id))]
+    version = [models.FieldCondition(key="fingerprint", match=models.MatchValue(value=fingerprint))]
+    return models.Filter(must=of_document + version) if same else models.Filter(must=of_document, must_not=version)
+
+
 def _stored_bytes(chunk: IndexedChunk) -> int:
     return len(json.dumps(chunk.payload)) + 8 * (len(chunk.dense) + len(chunk.sparse[0]))
 
@@ -186,16 +194,10 @@ class EdgeStore:
             self.shard.update(self.q.UpdateOperation.delete_points_by_filter(self._doc_filter([document_id])))
 
     def delete_stale(self, document_id: str, fingerprint: str) -> None:
-        self._delete(self._version(document_id, fingerprint, same=False))
+        self._delete(_version_filter(self.q, document_id, fingerprint, same=False))
 
     def delete_version(self, document_id: str, fingerprint: str) -> None:
-        self._delete(self._version(document_id, fingerprint, same=True))
-
-    def _version(self, document_id: str, fingerprint: str, same: bool):
-        q = self.q
-        of_document = [q.FieldCondition(key="document_id", match=q.MatchValue(document_id))]
-        version = [q.FieldCondition(key="fingerprint", match=q.MatchValue(fingerprint))]
-        return q.Filter(must=of_document + version) if same else q.Filter(must=of_document, must_not=version)
+        self._delete(_version_filter(self.q, document_id, fingerprint, same=True))
 
     def _delete(self, selection) -> None:
         with self._lock:
@@ -288,16 +290,10 @@ class ServerStore:
         self.client.delete(self.collection, self.m.FilterSelector(filter=self._doc_filter([document_id])), wait=True)
 
     def delete_stale(self, document_id: str, fingerprint: str) -> None:
-        self._delete(self._version(document_id, fingerprint, same=False))
+        self._delete(_version_filter(self.m, document_id, fingerprint, same=False))
 
     def delete_version(self, document_id: str, fingerprint: str) -> None:
-        self._delete(self._version(document_id, fingerprint, same=True))
-
-    def _version(self, document_id: str, fingerprint: str, same: bool):
-        m = self.m
-        of_document = [m.FieldCondition(key="document_id", match=m.MatchValue(value=document_id))]
-        version = [m.FieldCondition(key="fingerprint", match=m.MatchValue(value=fingerprint))]
-        return m.Filter(must=of_document + version) if same else m.Filter(must=of_document, must_not=version)
+        self._delete(_version_filter(self.m, document_id, fingerprint, same=True))
 
     def _delete(self, selection) -> None:
         self.client.delete(self.collection, self.m.FilterSelector(filter=selection), wait=True)
