@@ -99,6 +99,14 @@ def _file(file: str | Path | bytes, filename: str | None) -> tuple[str, bytes]:
     return filename or path.name, path.read_bytes()
 
 
+def _kb(kb: str, tail: str = "") -> str:
+    return f"/v1/knowledge-bases/{kb}{tail}"
+
+
+def _document(document_id: str, tail: str = "") -> str:
+    return f"/v1/documents/{document_id}{tail}"
+
+
 class _Calls:
     """The API, one function per route; both clients send what these build."""
 
@@ -113,16 +121,16 @@ class _Calls:
 
     @staticmethod
     def update_knowledge_base(kb: str, callback_url: str | None) -> _Call[KnowledgeBaseInfo]:
-        return _Call("PATCH", f"/v1/knowledge-bases/{kb}", _model(KnowledgeBaseInfo),
+        return _Call("PATCH", _kb(kb), _model(KnowledgeBaseInfo),
                      {"json": {"callback_url": callback_url}})
 
     @staticmethod
     def rotate_webhook_secret(kb: str) -> _Call[WebhookSecret]:
-        return _Call("POST", f"/v1/knowledge-bases/{kb}/webhook-secret", _model(WebhookSecret))
+        return _Call("POST", _kb(kb, "/webhook-secret"), _model(WebhookSecret))
 
     @staticmethod
     def rotate_key(kb: str) -> _Call[KnowledgeBaseKey]:
-        return _Call("POST", f"/v1/knowledge-bases/{kb}/api-key", _model(KnowledgeBaseKey))
+        return _Call("POST", _kb(kb, "/api-key"), _model(KnowledgeBaseKey))
 
     @staticmethod
     def knowledge_bases() -> _Call[list[KnowledgeBaseInfo]]:
@@ -130,60 +138,60 @@ class _Calls:
 
     @staticmethod
     def knowledge_base(kb: str) -> _Call[KnowledgeBaseInfo]:
-        return _Call("GET", f"/v1/knowledge-bases/{kb}", _model(KnowledgeBaseInfo))
+        return _Call("GET", _kb(kb), _model(KnowledgeBaseInfo))
 
     @staticmethod
     def upload(kb: str, file: str | Path | bytes, filename: str | None, idempotency_key: str | None,
                callback_url: str | None = None) -> _Call[DocumentAccepted]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         data = {"callback_url": callback_url} if callback_url else {}
-        return _Call("POST", f"/v1/knowledge-bases/{kb}/documents", _model(DocumentAccepted),
+        return _Call("POST", _kb(kb, "/documents"), _model(DocumentAccepted),
                      {"files": {"file": _file(file, filename)}, "data": data, "headers": headers})
 
     @staticmethod
     def document(document_id: str) -> _Call[DocumentStatus]:
-        return _Call("GET", f"/v1/documents/{document_id}", _model(DocumentStatus))
+        return _Call("GET", _document(document_id), _model(DocumentStatus))
 
     @staticmethod
     def document_pages(document_id: str) -> _Call[DocumentPages]:
-        return _Call("GET", f"/v1/documents/{document_id}/pages", _model(DocumentPages))
+        return _Call("GET", _document(document_id, "/pages"), _model(DocumentPages))
 
     @staticmethod
     def documents(kb: str) -> _Call[list[DocumentStatus]]:
-        return _Call("GET", f"/v1/knowledge-bases/{kb}/documents", lambda r: DocumentList(**r.json()).documents)
+        return _Call("GET", _kb(kb, "/documents"), lambda r: DocumentList(**r.json()).documents)
 
     @staticmethod
     def document_events(document_id: str) -> _Call[None]:
-        return _Call("GET", f"/v1/documents/{document_id}/events", lambda r: None)
+        return _Call("GET", _document(document_id, "/events"), lambda r: None)
 
     @staticmethod
     def delete_document(document_id: str) -> _Call[DocumentDeleted]:
-        return _Call("DELETE", f"/v1/documents/{document_id}", _model(DocumentDeleted))
+        return _Call("DELETE", _document(document_id), _model(DocumentDeleted))
 
     @staticmethod
     def document_content(document_id: str, content_format: ContentFormat) -> _Call[str | DocumentLayout]:
         parse = (lambda r: r.text) if content_format == "markdown" else _model(DocumentLayout)
-        return _Call("GET", f"/v1/documents/{document_id}/content", parse, {"params": {"format": content_format}})
+        return _Call("GET", _document(document_id, "/content"), parse, {"params": {"format": content_format}})
 
     @staticmethod
     def document_chunks(document_id: str) -> _Call[list[DocumentChunk]]:
-        return _Call("GET", f"/v1/documents/{document_id}/chunks", lambda r: DocumentChunks(**r.json()).chunks)
+        return _Call("GET", _document(document_id, "/chunks"), lambda r: DocumentChunks(**r.json()).chunks)
 
     @staticmethod
     def figure(document_id: str, block_id: str) -> _Call[bytes]:
-        return _Call("GET", f"/v1/documents/{document_id}/figures/{block_id}", lambda r: r.content)
+        return _Call("GET", _document(document_id, f"/figures/{block_id}"), lambda r: r.content)
 
     @staticmethod
     def query(kb: str, question: str, top_k: int, mode: AnswerMode, stream: bool = False) -> _Call[QueryResponse]:
         body = {"query": question, "top_k": top_k, "mode": mode, "stream": stream}
-        return _Call("POST", f"/v1/knowledge-bases/{kb}/query", _model(QueryResponse), {"json": body})
+        return _Call("POST", _kb(kb, "/query"), _model(QueryResponse), {"json": body})
 
     @staticmethod
     def page_image(document_id: str, page: int, dpi: int, boxes: Iterable[Iterable[float]] | None) -> _Call[bytes]:
         params: dict[str, Any] = {"dpi": dpi}
         if boxes:
             params["boxes"] = ";".join(",".join(f"{v:.6f}" for v in b) for b in boxes)
-        return _Call("GET", f"/v1/documents/{document_id}/pages/{page}/image", lambda r: r.content,
+        return _Call("GET", _document(document_id, f"/pages/{page}/image"), lambda r: r.content,
                      {"params": params})
 
 
