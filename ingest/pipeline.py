@@ -13,7 +13,7 @@ from .providers import PageLimits, Source, open_source
 from .routing import Router
 from .schema import Chunk, PageLayout, PageOutcome
 
-PARSER_VERSION = "2"
+PARSER_VERSION = "3"
 
 ProgressCallback = Callable[[int, int], None]
 

@@ -56,6 +56,28 @@ def test_running_headers_and_page_numbers_are_furniture():
         assert all("Journal" not in b.markdown for b in body)
 
 
+def page_with_a_foot(foot: str) -> bytes:
+    """Body paragraphs in 11 pt, then one small line alone at the foot of the page (a footnote or a stamp)."""
+    doc = pymupdf.open()
+    page = doc.new_page(width=A4[0], height=A4[1])
+    for n in range(4):
+        page.insert_textbox(pymupdf.Rect(72, 90 + 150 * n, 523, 230 + 150 * n),
+                            f"Paragraph {n} explains how the engine reads a page of text. " * 4, fontsize=11)
+    page.insert_text((80, A4[1] - 88), foot, fontsize=7)
+    return doc.tobytes()
+
+
+@pytest.mark.parametrize(("foot", "kept"), [
+    ("1 The '.m' suffix was chosen for compatibility with matlab.", True),  # a footnote answers questions
+    ("Downloaded from example.org by a reader", False),  # a stamp does not
+])
+def test_a_footnote_alone_at_the_foot_of_a_page_is_text_not_a_footer(foot, kept):
+    layouts = parse_all(page_with_a_foot(foot))
+    mark_furniture(layouts)
+    body = " ".join(b.markdown for b in layouts[0].blocks if b.kind not in FURNITURE)
+    assert (foot.split()[1] in body and "matlab" in body) if kept else "Downloaded" not in body
+
+
 @pytest.mark.parametrize("rotation", [90, 180, 270])
 def test_boxes_follow_page_rotation(rotation):
     data = rotated_pdf(rotation)

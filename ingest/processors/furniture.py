@@ -2,7 +2,8 @@
 
 Across a document, a short block in the top or bottom band whose text (digits aside) repeats on many
 pages is furniture. On any page, a short block alone in the outermost band, above or below all body
-text, is furniture too ("Downloaded from ...", "Page 3 of 9").
+text, is furniture too ("Downloaded from ...", "Page 3 of 9"), unless it reads as a footnote (a marker, small
+type): footnotes answer questions.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def _mark_margins(layout: PageLayout) -> None:
 
     if len(content()) < 3:
         return
-    small = [b for b in content() if len(b.markdown) <= MAX_CHARS and len(b.lines) <= 4]
+    # A footnote ("1 The '.m' suffix was chosen ...") sits where footers do, in small type: it is text.
+    small = [b for b in content()
+             if len(b.markdown) <= MAX_CHARS and len(b.lines) <= 4 and b.kind != BlockKind.footnote]
     # Outermost first, so that a stack of two header lines is peeled one by one.
     for b in sorted((b for b in small if b.bbox[3] <= MARGIN_BAND), key=lambda b: b.bbox[1]):
         if all(o.bbox[1] >= b.bbox[3] - 0.002 for o in content() if o is not b):
@@ -103,5 +106,5 @@ def _mark_outermost(layout: PageLayout, content: list) -> None:
             continue
         if PAGE_NUMBER.match(text):
             b.kind = BlockKind.page_number
-        elif near_edge and len(b.lines) <= 1 and len(text) <= 80 and gap >= 0.01:
+        elif b.kind != BlockKind.footnote and near_edge and len(b.lines) <= 1 and len(text) <= 80 and gap >= 0.01:
             b.kind = _furniture_kind(band)
