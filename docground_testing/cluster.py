@@ -1,6 +1,7 @@
-"""A real local cluster for tests and benchmarks: a private redis-server on a free port and Celery
-worker processes, each killable with SIGKILL. Nothing here is a mock: the workers run docground's
-Celery app and tasks (workers_harness.py only paces the page engine)."""
+"""A real local cluster for tests and benchmarks: a private redis-server on a free port, Celery worker
+processes, each killable with SIGKILL, and (for a registry on PostgreSQL) a private PostgreSQL server.
+Nothing here is a mock: the workers run docground's Celery app and tasks (workers_harness.py only paces
+the page engine)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +21,20 @@ import pymupdf
 ROOT = Path(__file__).resolve().parents[1]
 # REDIS_SERVER may name another binary (a carried one, as on the GPU machine: bench/gpu_device/).
 REDIS_SERVER = os.environ.get("REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def postgres_bin() -> Path:
+    """The folder of PostgreSQL's server programs (initdb, pg_ctl): PG_BIN, else beside the pg_ctl on the
+    PATH, else Debian's newest /usr/lib/postgresql/<version>/bin."""
+    if os.environ.get("PG_BIN"):
+        return Path(os.environ["PG_BIN"])
+    if shutil.which("pg_ctl"):
+        return Path(shutil.which("pg_ctl")).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if
+                      p.parent.name.isdigit() else 0)
+    if not versions:
+        raise RuntimeError("PostgreSQL's server programs are not installed (Debian package postgresql)")
+    return versions[-1]
 
 
 def free_port() -> int:
@@ -81,6 +97,50 @@ class RedisServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+class PostgresServer:
+    """A private PostgreSQL server on a free port (initdb, pg_ctl), not the machine's own: a test may stop
+    and restart it. Its data lies in a fresh folder under the system's temp dir, removed by stop(). PostgreSQL
+    refuses to run as root, so as root its programs run as the `postgres` user, which owns the folder (a
+    pytest tmp_path is private to root). Trust authentication on 127.0.0.1: a test server, nothing to guard."""
+
+    def __init__(self):
+        self.bin = postgres_bin()
+        self.folder = Path(tempfile.mkdtemp(prefix="docground-pg-"))
+        self.data, self.log_path = self.folder / "data", self.folder / "postgres.log"
+        self.port = free_port()
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            shutil.chown(self.folder, "postgres", "postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        cmd = [*self.as_owner, str(self.bin / program), *args]
+        done = subprocess.run(cmd, cwd=self.folder, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            log = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"{' '.join(cmd)} failed: {done.stdout}{done.stderr}{log}")
+
+    def start(self) -> PostgresServer:
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        # fsync off: a test server loses nothing to a clean restart, and the slow disk is spared.
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} -c fsync=off"
+        self._run("pg_ctl", "start", "-w", "-D", str(self.data), "-l", str(self.log_path), "-o", options)
+        return self
+
+    def restart(self) -> None:
+        """A clean restart (`pg_ctl restart -m fast`): every client's connection is cut; the data stays."""
+        self._run("pg_ctl", "restart", "-w", "-m", "fast", "-D", str(self.data), "-l", str(self.log_path))
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 class WorkerProcess:

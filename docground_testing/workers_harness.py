@@ -2,12 +2,15 @@
 real app and tasks, with one difference: each page takes DOCGROUND_TEST_PAGE_DELAY_S longer to parse,
 so that a test can kill a worker or restart Redis while a document is half done; and the pages of the
 document DOCGROUND_TEST_FAIL_DOCUMENT raise a RuntimeError (a failure worth retrying), those of
-DOCGROUND_TEST_BAD_DOCUMENT an InvalidRequest (bad input), each attempt counted in home/attempts/<document id>.
+DOCGROUND_TEST_BAD_DOCUMENT an InvalidRequest (bad input), each attempt counted in home/attempts/<document id>;
+and the first batch with page DOCGROUND_TEST_HANG_PAGE hangs DOCGROUND_TEST_HANG_S longer (once: home/hung/<page>
+says it did), deaf to Celery's soft time limit, so that only the hard limit ends it.
 The engines (and so the pipeline fingerprint and the chunks) are the configured ones."""
 
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -23,6 +26,25 @@ DELAY_S = float(os.environ.get("DOCGROUND_TEST_PAGE_DELAY_S", "0"))
 EMBED_DELAY_S = float(os.environ.get("DOCGROUND_TEST_EMBED_DELAY_S", "0"))
 FAIL_DOCUMENT = os.environ.get("DOCGROUND_TEST_FAIL_DOCUMENT")
 BAD_DOCUMENT = os.environ.get("DOCGROUND_TEST_BAD_DOCUMENT")
+HANG_PAGE = int(os.environ.get("DOCGROUND_TEST_HANG_PAGE", "0"))
+HANG_S = float(os.environ.get("DOCGROUND_TEST_HANG_S", "0"))
+
+
+def hang_once(pages, hung: Path) -> None:
+    """The first batch with HANG_PAGE sleeps HANG_S with the soft time limit's signal (SIGUSR1) blocked, as an
+    engine stuck in native code would: the interpreter never gets to raise SoftTimeLimitExceeded."""
+    if not HANG_PAGE or HANG_PAGE not in {p.number for p in pages}:
+        return
+    hung.mkdir(parents=True, exist_ok=True)
+    try:
+        (hung / str(HANG_PAGE)).open("x").close()
+    except FileExistsError:  # hung once already: this is the retry
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        time.sleep(HANG_S)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
 
 
 class PacedRouter(Router):
@@ -45,6 +67,7 @@ class PacedRouter(Router):
         if pages:
             self.markers.mkdir(parents=True, exist_ok=True)
             (self.markers / str(pages[0].number)).touch()
+        hang_once(pages, self.markers.parent / "hung")
         time.sleep(DELAY_S * len(pages))
         return super().parse_many(pages, document_id)
 

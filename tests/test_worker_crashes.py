@@ -1,7 +1,8 @@
-"""The crash matrix with real processes and the DEFAULT timeouts (visibility 3600 s, stall 7200 s, lease 30 s):
-a private redis-server, Celery worker processes killed with SIGKILL, this process as the API (it owns the
-embedded store and sweeps leases, as `docground serve` does). A document's chunks must equal a clean
-in-process run's, and no other document may change."""
+"""The crash matrix with real processes and the DEFAULT timeouts (visibility 3600 s, stall 7200 s, lease 30 s)
+except where a case is about a timeout: a private redis-server, Celery worker processes killed with SIGKILL, a
+private PostgreSQL restarted, this process as the API (it owns the embedded store and sweeps leases, as
+`docground serve` does). A document's chunks must equal a clean in-process run's, and no other document may
+change."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from docground.ingest.pipeline import document_id, file_sha256
 from docground.workers.tasks import PAGES_TASK, page_batches
-from docground_testing.cluster import long_pdf, wait_until
+from docground_testing.cluster import PostgresServer, long_pdf, wait_until
 from docground_testing.local_cluster import LocalCluster, assert_same_chunks, cluster_fixtures
 
 PAGES = 32
@@ -113,3 +114,53 @@ def test_a_failing_task_is_retried_then_fails_its_document_and_bad_input_is_not_
     assert doc.status == "failed" and doc.error_code == "invalid_request", doc.error
     assert len((attempts / bad_id).read_text().split()) == 1  # bad input: not retried
     wait_until(lambda: cluster.service.registry.leases() == [], 30, "the leases to be released")
+
+
+@pytest.fixture
+def postgres():
+    server = PostgresServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def test_postgresql_restarted_mid_document_loses_and_duplicates_nothing(
+        postgres, cluster_factory, document, other_document, clean_run):
+    """Every process's connections are cut at once: a query in flight fails (its task is retried), and pooled
+    connections, tested before use (pool_pre_ping), are replaced, in the workers and in this process (the API)."""
+    cluster = cluster_factory(database_url=postgres.url)
+    cluster.worker(pool="prefork")
+    other = cluster.submit(other_document, "other.pdf")
+    cluster.finish(other)
+    before = snapshot(cluster, other)
+    doc_id = cluster.submit(document)
+    wait_until(lambda: cluster.pages_done(doc_id) >= 8, 120, "the first pages")
+    postgres.restart()
+    restarted_at = time.monotonic()
+    assert cluster.pages_done(doc_id) < PAGES
+    cluster.finish(doc_id)
+    print(f"\nPostgreSQL restart to ready: {time.monotonic() - restarted_at:.1f} s")
+    assert_same_chunks(cluster, doc_id, clean_run, PAGES)
+    assert snapshot(cluster, other) == before
+
+
+# A short hard limit (the case is about it), yet above a fresh pool process's first task, which loads the models
+# (a soft limit raised mid-import would break that process for good); the visibility timeout keeps its default,
+# above it as check_timeouts requires. The hang outlasts the limit: only Celery's kill ends it.
+TASK_TIME_LIMIT_S = 20
+HANG_PAGE = 9
+
+
+def test_a_batch_past_its_hard_time_limit_is_killed_and_sent_again(cluster_factory, document, clean_run):
+    cluster = cluster_factory(task_time_limit_s=TASK_TIME_LIMIT_S, env={
+        "DOCGROUND_TEST_HANG_PAGE": str(HANG_PAGE), "DOCGROUND_TEST_HANG_S": str(3 * TASK_TIME_LIMIT_S)})
+    worker = cluster.worker(pool="prefork")  # time limits are enforced by the prefork pool alone
+    doc_id = cluster.submit(document)
+    wait_until(lambda: (cluster.settings.home / "hung" / str(HANG_PAGE)).exists(), 120, "the batch to hang")
+    hung_at = time.monotonic()
+    cluster.finish(doc_id)
+    print(f"\nhang to ready (hard limit {TASK_TIME_LIMIT_S} s, lease 30 s): {time.monotonic() - hung_at:.1f} s")
+    assert f"Hard time limit ({TASK_TIME_LIMIT_S}s) exceeded for {PAGES_TASK}" in worker.log()
+    assert_same_chunks(cluster, doc_id, clean_run, PAGES)
+    assert worker.proc.poll() is None  # the pool replaced its killed process; the worker lives on

@@ -6,8 +6,9 @@ skipped, page results are first-writer-wins, chunk ids derive from content. A ta
 id (and page numbers): the registry says what is left, so a redelivered or duplicated message repeats
 at most some work. While a task runs it holds a lease in the registry, renewed by a thread of its
 process: a task whose worker died is sent again once its lease expires (workers/leases.py), well before
-Redis's visibility timeout would redeliver it. Retries back off exponentially; a task that keeps
-failing fails its job (and its document) with the error; bad input (a DocgroundError) is not retried.
+Redis's visibility timeout would redeliver it; so is a task the prefork pool killed at its hard time
+limit. Retries back off exponentially; a task that keeps failing fails its job (and its document) with
+the error; bad input (a DocgroundError) is not retried.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from celery import Task
+from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_postrun, task_prerun, task_received, worker_ready
 
 from docground.errors import DocgroundError, NotFound
@@ -100,6 +102,12 @@ class JobTask(Task):
     """A task of one job: when it fails for good, so does the job (and its document, with the error)."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
+        if isinstance(exc, TimeLimitExceeded):
+            # Not a failure for good: the prefork pool killed the task's process at the hard limit (this runs
+            # in the worker's parent, the message already acknowledged). The task's lease, no longer renewed,
+            # expires and a sweeper sends the task again, as for a worker that died.
+            log.warning("%s%s killed at its hard time limit: sent again once its lease expires", self.name, args)
+            return
         job_id = args[0] if args else kwargs.get("job_id")
         if job_id:
             worker_service().fail_job(job_id, exc)
@@ -195,8 +203,12 @@ def _take_lease(sender=None, task=None, args=None, **_) -> None:
 
 
 @task_postrun.connect
-def _release_lease(sender=None, task=None, args=None, **_) -> None:
-    """After the task returned, failed for good or asked for a retry (a new message, leased when it runs)."""
+def _release_lease(sender=None, task=None, args=None, state=None, **_) -> None:
+    """After the task returned, failed for good or asked for a retry (a new message, leased when it runs).
+    Without a state the task did not end: its process is being terminated (the pool's SIGTERM at a hard time
+    limit raises SystemExit, which only runs the finally blocks). Its lease stays, expires, and is swept."""
+    if state is None:
+        return
     if task is not None and task.name in LEASED_TASKS and args:
         try:
             lease_keeper().release(task.name, list(args))
