@@ -168,6 +168,11 @@ def finalize_task(self, job_id: str) -> str:
 LEASED_TASKS = (DOCUMENT_TASK, PAGES_TASK, FINALIZE_TASK)
 
 
+def _queue_of(delivery_info: dict | None) -> str:
+    """The queue a message came from, where a task sent again goes."""
+    return (delivery_info or {}).get("routing_key") or CPU_QUEUE
+
+
 _receiver: tuple[int, Registry] | None = None
 
 
@@ -187,10 +192,10 @@ def _reserve_lease(sender=None, request=None, **_) -> None:
     set until the visibility timeout (an hour). Not renewed: the task's own lease (task_prerun) takes over."""
     if request is None or request.name not in LEASED_TASKS or not request.args:
         return
-    queue = (request.delivery_info or {}).get("routing_key") or CPU_QUEUE
     try:
         settings = get_settings()
-        reserve(receiver_registry(settings), request.name, list(request.args), queue, settings.lease_s)
+        reserve(receiver_registry(settings), request.name, list(request.args), _queue_of(request.delivery_info),
+                settings.lease_s)
     except Exception:  # the task's own lease still covers it once it starts
         log.exception("reserving the lease of %s", request.name)
 
@@ -198,8 +203,7 @@ def _reserve_lease(sender=None, request=None, **_) -> None:
 @task_prerun.connect
 def _take_lease(sender=None, task=None, args=None, **_) -> None:
     if task is not None and task.name in LEASED_TASKS and args:
-        queue = (task.request.delivery_info or {}).get("routing_key") or CPU_QUEUE
-        lease_keeper().take(task.name, list(args), queue)
+        lease_keeper().take(task.name, list(args), _queue_of(task.request.delivery_info))
 
 
 @task_postrun.connect
