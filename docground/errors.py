@@ -91,6 +91,13 @@ class PageTimeout(DocgroundError):
     http_status = 422
 
 
+class TaskGivenUp(DocgroundError):
+    """A task whose worker went silent (died, or passed the hard time limit) more often than
+    DOCGROUND_LEASE_MAX_RESENDS allows: its document fails rather than being resent forever."""
+    code = "task_given_up"
+    http_status = 500
+
+
 class PageUnreadable(DocgroundError):
     code = "page_unreadable"
     http_status = 422

@@ -32,10 +32,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from docground.errors import IdempotencyConflict, InvalidRequest, NotFound
+from docground.errors import IdempotencyConflict, InvalidRequest, NotFound, is_out_of_space
 from docground.webhooks import EVENTS, DocumentEvent
 
 KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -175,6 +175,10 @@ class TaskLease(Base):
     owner: Mapped[str | None] = mapped_column(String(128))  # host:pid holding it; None: sent again, not taken yet
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     redispatches: Mapped[int] = mapped_column(Integer, default=0)
+    # Times it expired while a worker held it (died, or killed at the hard time limit), not while a message sent
+    # again waited in its queue: past DOCGROUND_LEASE_MAX_RESENDS its job fails instead of the task being resent.
+    # Nullable: a registry made before it gains it empty (_add_missing_columns), read as 0.
+    lost: Mapped[int | None] = mapped_column(Integer, default=0)
 
 
 class Registration:
@@ -392,7 +396,8 @@ class Registry:
             return s.execute(update(TaskLease).where(TaskLease.key.in_(keys), TaskLease.owner == owner)
                              .values(expires_at=_now() + timedelta(seconds=lease_s))).rowcount
 
-    def release_lease(self, key: str, owner: str) -> None:
+    def release_lease(self, key: str, owner: str | None) -> None:
+        """The lease, if `owner` holds it (None: a claimed lease, its task not sent again)."""
         with self.session() as s, s.begin():
             s.execute(delete(TaskLease).where(TaskLease.key == key, TaskLease.owner == owner))
 
@@ -403,7 +408,8 @@ class Registry:
 
     def claim_expired_leases(self, hold_s: float, limit: int = 64) -> list[TaskLease]:
         """Expired leases of active jobs, each claimed by one conditional UPDATE (of two sweepers, one
-        wins) and held `hold_s` for the task sent again; leases of finished or deleted jobs are dropped."""
+        wins) and held `hold_s` for the task sent again; leases of finished or deleted jobs are dropped.
+        A claimed lease's `lost` counts this expiry when a worker held it (its owner set)."""
         now = _now()
         claimed: list[TaskLease] = []
         with self.session() as s, s.begin():
@@ -417,9 +423,12 @@ class Registry:
                 if stages.get(lease.job_id) not in ACTIVE_STAGES:
                     s.execute(delete(TaskLease).where(TaskLease.key == lease.key, TaskLease.expires_at < now))
                     continue
+                held = 1 if lease.owner is not None else 0
                 if s.execute(update(TaskLease).where(TaskLease.key == lease.key, TaskLease.expires_at < now)
                              .values(owner=None, expires_at=now + timedelta(seconds=hold_s),
-                                     redispatches=TaskLease.redispatches + 1)).rowcount:
+                                     redispatches=TaskLease.redispatches + 1,
+                                     lost=func.coalesce(TaskLease.lost, 0) + held)).rowcount:
+                    lease.lost = (lease.lost or 0) + held
                     claimed.append(lease)
         return claimed
 
@@ -560,6 +569,12 @@ def _arm(delivery: WebhookDelivery, doc: Document) -> None:
 
 def stale_before(seconds: float) -> datetime:
     return _now() - timedelta(seconds=seconds)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether the registry's database could not be reached or was busy (a server restarting, a dropped
+    connection, SQLite locked): worth trying again, not a reason to fail a document. A full disk is not."""
+    return isinstance(exc, OperationalError) and not is_out_of_space(exc)
 
 
 def _is_sqlite(session: Session) -> bool:

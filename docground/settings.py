@@ -109,6 +109,9 @@ class Settings(BaseSettings):
                                 "while it runs: a task whose lease expires (its worker died) is sent again")
     lease_sweep_s: float = Field(0.0, ge=0, description="how often every worker and the API look for expired "
                                  "leases; 0 = half the lease")
+    lease_max_resends: int = Field(3, ge=0, description="times a task is sent again after its worker went silent "
+                                   "(died, or was killed at DOCGROUND_TASK_TIME_LIMIT_S) before its document fails "
+                                   "with task_given_up: a batch that always hangs is not resent forever")
     ingest_threads: int = Field(1, description="threads that run jobs in-process when no broker is set")
     gpu_worker_tasks: int = Field(4, ge=1, description="page batches a GPU worker runs at once (threads) into its "
                                   "one engine, so that the next batch's pages enter while the last one's finish; "

@@ -137,6 +137,10 @@ class PostgresServer:
         """A clean restart (`pg_ctl restart -m fast`): every client's connection is cut; the data stays."""
         self._run("pg_ctl", "restart", "-w", "-m", "fast", "-D", str(self.data), "-l", str(self.log_path))
 
+    def shut_down(self) -> None:
+        """A clean stop that keeps the data: clients are refused until start() (a longer outage than restart())."""
+        self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))
+
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data))

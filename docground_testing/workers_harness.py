@@ -4,7 +4,8 @@ so that a test can kill a worker or restart Redis while a document is half done;
 document DOCGROUND_TEST_FAIL_DOCUMENT raise a RuntimeError (a failure worth retrying), those of
 DOCGROUND_TEST_BAD_DOCUMENT an InvalidRequest (bad input), each attempt counted in home/attempts/<document id>;
 and the first batch with page DOCGROUND_TEST_HANG_PAGE hangs DOCGROUND_TEST_HANG_S longer (once: home/hung/<page>
-says it did), deaf to Celery's soft time limit, so that only the hard limit ends it.
+says it did; the first DOCGROUND_TEST_HANG_TIMES such batches where set, home/hung/<page>.<n> for the n-th after
+the first), deaf to Celery's soft time limit, so that only the hard limit ends it.
 The engines (and so the pipeline fingerprint and the chunks) are the configured ones."""
 
 from __future__ import annotations
@@ -28,17 +29,23 @@ FAIL_DOCUMENT = os.environ.get("DOCGROUND_TEST_FAIL_DOCUMENT")
 BAD_DOCUMENT = os.environ.get("DOCGROUND_TEST_BAD_DOCUMENT")
 HANG_PAGE = int(os.environ.get("DOCGROUND_TEST_HANG_PAGE", "0"))
 HANG_S = float(os.environ.get("DOCGROUND_TEST_HANG_S", "0"))
+HANG_TIMES = int(os.environ.get("DOCGROUND_TEST_HANG_TIMES", "1"))
 
 
 def hang_once(pages, hung: Path) -> None:
-    """The first batch with HANG_PAGE sleeps HANG_S with the soft time limit's signal (SIGUSR1) blocked, as an
-    engine stuck in native code would: the interpreter never gets to raise SoftTimeLimitExceeded."""
+    """The first batch with HANG_PAGE (the first HANG_TIMES) sleeps HANG_S with the soft time limit's signal
+    (SIGUSR1) blocked, as an engine stuck in native code would: the interpreter never gets to raise
+    SoftTimeLimitExceeded."""
     if not HANG_PAGE or HANG_PAGE not in {p.number for p in pages}:
         return
     hung.mkdir(parents=True, exist_ok=True)
-    try:
-        (hung / str(HANG_PAGE)).open("x").close()
-    except FileExistsError:  # hung once already: this is the retry
+    for marker in [str(HANG_PAGE)] + [f"{HANG_PAGE}.{n}" for n in range(2, HANG_TIMES + 1)]:
+        try:
+            (hung / marker).open("x").close()
+            break
+        except FileExistsError:  # hung this time already: this is a batch sent again
+            continue
+    else:
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
     try:

@@ -8,9 +8,10 @@ import os
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text, update
 
 from docground.registry import Document, Registry, TaskLease
 from docground.settings import Settings
@@ -137,3 +138,45 @@ def test_an_older_registry_gains_the_leases_table(tmp_path):
     job_id = a_job(registry)
     registry.take_lease(a_lease(job_id, [1]), lease_s=60)
     assert len(registry.leases(job_id)) == 1
+
+
+def test_a_task_lost_in_a_workers_hands_more_than_the_resends_allowed_fails_its_document(registry):
+    """Only expiries in a worker's hands count (not a message sent again that waits in its queue): one resend
+    allowed, the second loss gives the task up with the reason, and nothing is sent for it."""
+    job_id = a_job(registry)
+    celery = SentTasks()
+    sweeper = LeaseSweeper(registry, celery, Settings(lease_s=60, lease_max_resends=1))
+    registry.take_lease(a_lease(job_id, [5, 6], owner="dies:1"), lease_s=0.05)
+    time.sleep(0.2)
+    assert sweeper.sweep() == 1 and len(celery.sent) == 1  # lost once: sent again
+    with registry.session() as s, s.begin():  # the message sent again waits in its queue past the hold
+        s.execute(update(TaskLease).values(expires_at=datetime(2000, 1, 1, tzinfo=UTC)))
+    assert sweeper.sweep() == 1 and len(celery.sent) == 2  # not held by a worker: not counted, sent again
+    [lease] = registry.leases(job_id)
+    assert (lease.lost, lease.redispatches) == (1, 2)
+    registry.take_lease(a_lease(job_id, [5, 6], owner="dies:2"), lease_s=0.05)  # a worker takes it, and dies too
+    time.sleep(0.2)
+    assert sweeper.sweep() == 1 and len(celery.sent) == 2  # lost twice: given up, not sent
+    doc = registry.document("d1")
+    assert doc.status == "failed" and doc.error_code == "task_given_up"
+    assert "page(s) 5, 6" in doc.error and "DOCGROUND_LEASE_MAX_RESENDS=1" in doc.error
+    assert registry.leases(job_id) == []
+
+
+def test_an_older_registry_gains_the_lost_count_of_its_leases(registry):
+    """A registry made before DOCGROUND_LEASE_MAX_RESENDS holds leases without `lost`: it opens, gains the column
+    (empty for the leases it held), and such a lease, expired in a worker's hands, counts from zero."""
+    job_id = a_job(registry)
+    registry.take_lease(a_lease(job_id, [1, 2]), lease_s=0.05)
+    with registry.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE task_leases DROP COLUMN lost"))
+    registry.engine.dispose()
+    older = same_database(registry)
+    assert "lost" in {c["name"] for c in inspect(older.engine).get_columns("task_leases")}
+    [lease] = older.leases(job_id)
+    assert lease.lost is None
+    time.sleep(0.2)
+    celery = SentTasks()
+    assert LeaseSweeper(older, celery, Settings(lease_s=60, lease_max_resends=1)).sweep() == 1
+    assert len(celery.sent) == 1 and older.leases(job_id)[0].lost == 1
+    older.engine.dispose()

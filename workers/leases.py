@@ -8,7 +8,9 @@ threads each hold one batch's lease; one renewal covers them all). A worker that
 Sweepers (a thread in every worker, and the API's runner) look every half lease for expired leases, claim
 each with one conditional UPDATE (so of two sweepers only one sends it) and send the same task again.
 Tasks are idempotent (first writer wins), so a worker that was only slow and finishes late changes
-nothing. Redis's visibility timeout stays as the last resort (a registry that was unreachable).
+nothing. Redis's visibility timeout stays as the last resort (a registry that was unreachable). A task
+whose worker went silent more than DOCGROUND_LEASE_MAX_RESENDS times (it always hangs past the hard
+time limit, or kills its worker) is not sent again: its document fails with `task_given_up`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import socket
 import threading
 
+from docground.errors import TaskGivenUp
 from docground.registry import Registry, TaskLease
 from docground.settings import Settings
 
@@ -100,10 +103,34 @@ class LeaseSweeper:
     def sweep(self) -> int:
         claimed = self.registry.claim_expired_leases(self.settings.lease_s * REDISPATCH_HOLD_LEASES)
         for lease in claimed:
+            if (lease.lost or 0) > self.settings.lease_max_resends:
+                self.give_up(lease)
+                continue
             log.warning("task %s of job %s: lease expired (its worker is gone), sending it again", lease.task,
                         lease.job_id)
             self.celery.send_task(lease.task, args=json.loads(lease.args), queue=lease.queue)
         return len(claimed)
+
+    def give_up(self, lease: TaskLease) -> None:
+        """A task whose worker went silent once more than it may be resent (one that always hangs past the hard
+        time limit, or kills its worker): its document fails with the reason, instead of the task going round."""
+        error = TaskGivenUp(
+            f"{task_description(lease)} was given up: the worker running it died or passed the hard time limit "
+            f"(DOCGROUND_TASK_TIME_LIMIT_S={self.settings.task_time_limit_s}) {lease.lost} times "
+            f"(DOCGROUND_LEASE_MAX_RESENDS={self.settings.lease_max_resends})")
+        log.error("job %s: %s", lease.job_id, error.message)
+        self.registry.advance(lease.job_id, "failed", error=error.message, error_code=error.code)
+        self.registry.release_lease(lease.key, None)
+
+
+def task_description(lease: TaskLease) -> str:
+    """What a leased task does, as a person reads it (the names are workers/tasks.py's, which imports this)."""
+    args = json.loads(lease.args)
+    if lease.task == "docground.pages" and len(args) > 1 and args[1]:
+        return "the batch of page(s) " + ", ".join(str(n) for n in args[1])
+    if lease.task == "docground.finalize":
+        return "the document's indexing (chunking, embedding)"
+    return "the document's dispatch"
 
 
 class SweeperThread:
