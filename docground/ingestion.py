@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from .components import Components
-from .errors import DocgroundError, NoSpace, NotFound, PipelineMismatch, is_out_of_space, no_space_as_error
+from .errors import (
+    DocgroundError,
+    NoSpace,
+    NotFound,
+    PipelineMismatch,
+    StoreBusy,
+    is_out_of_space,
+    no_space_as_error,
+)
 from .ingest.pipeline import ProgressCallback, document_id, file_sha256
 from .ingest.processors.figures import save_figure_crops
 from .ingest.providers import pages_kind, sniff_kind
@@ -166,6 +174,23 @@ class Ingestion(Components):
         document = self._index_and_finish(job, _read_prepared(path))
         path.unlink(missing_ok=True)
         return document
+
+    def discard_cut_writes(self) -> int:
+        """For the owner of embedded stores, as it starts: the chunks a write cut short (its process killed
+        mid-upsert) left of jobs still indexing or indexable, taken out before any query is answered; each such
+        job writes them all again when it resumes. Only the owner writes an embedded store, so nothing it finds
+        is being written now; a Qdrant server, which any worker writes, is left alone. Returns the jobs seen."""
+        if self.settings.qdrant_url:
+            return 0
+        jobs = self.registry.jobs(("indexing", "indexable"))
+        for job in jobs:
+            try:
+                store = self.store(job.kb)
+            except StoreBusy:  # another process owns it: it cleaned it as it started
+                continue
+            store.delete_version(job.document_id, job.fingerprint)
+            store.flush()
+        return len(jobs)
 
     def _index_and_finish(self, job: Job, chunks: list[IndexedChunk]) -> Document:
         count = self._write(job.kb, job.document_id, chunks, job.fingerprint)

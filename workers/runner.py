@@ -10,7 +10,9 @@ Recovery. The registry is the source of truth: a task whose lease expired (its w
 again within a lease and a half (workers/leases.py; every worker sweeps too), a job that no task has touched for
 DOCGROUND_STALL_TIMEOUT_S (a broker that lost its queue, a dispatch lost in a crash) is dispatched
 again, and the in-process runner resumes every unfinished job when it starts. Every stage is
-idempotent, so a duplicate dispatch only repeats work.
+idempotent, so a duplicate dispatch only repeats work. The owner of an embedded store, as it starts and
+before any query, takes out the chunks that a write cut short (its process killed mid-upsert) left of
+a job still indexing: the half of a document a dead process wrote does not answer questions.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from docground.errors import StoreBusy
-from docground.registry import ACTIVE_STAGES, Document, stale_before
+from docground.registry import ACTIVE_STAGES, Document, is_unreachable, stale_before
 from docground.service import Docground
 
 from .celery_app import CPU_QUEUE, make_celery
@@ -61,6 +63,7 @@ class InProcessRunner:
                          for i in range(threads or service.settings.ingest_threads)]
 
     def start(self) -> None:
+        self.service.discard_cut_writes()
         for t in self._threads:
             t.start()
         for job in self.service.registry.jobs(ACTIVE_STAGES):  # resume what a stopped process left
@@ -116,6 +119,8 @@ class CeleryRunner:
         self.leases = LeaseSweeper(service.registry, self.celery, service.settings)
 
     def start(self) -> None:
+        if self.owns_store:
+            self.service.discard_cut_writes()
         self._thread.start()
 
     def submit(self, job_id: str) -> None:
@@ -140,6 +145,9 @@ class CeleryRunner:
                 except StoreBusy:  # another process (`docground serve`) owns this store and will index it
                     continue
                 except Exception as exc:
+                    if is_unreachable(exc):  # the job stays indexable: the next round writes it again
+                        log.warning("indexing job %s: the registry is unreachable (%s); trying again", job.id, exc)
+                        continue
                     log.exception("indexing job %s", job.id)
                     self.service.fail_job(job.id, exc)
         now = time.monotonic()
