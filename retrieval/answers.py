@@ -34,9 +34,9 @@ class Quote:
         return self.hit.payload.get("text", "")[self.start:self.end]
 
 
-def sentences(text: str) -> list[tuple[int, int]]:
+def sentences(text: str, spans: list[dict] | None = None) -> list[tuple[int, int]]:
     """Sentence and table-row ranges of chunk text, trimmed of markdown syntax at their ends."""
-    return [(u.start, u.end) for u in units(text)]
+    return [(u.start, u.end) for u in units(text, spans)]
 
 
 def is_relevant(query: str, hits: list[Hit]) -> bool:

@@ -251,7 +251,7 @@ def candidate_quotes(hits: list[Hit]) -> list[Candidate]:
     """Every sentence of each source, and every pair of neighbouring sentences."""
     out: list[Candidate] = []
     for src, hit in enumerate(hits):
-        ranges = sentences(hit.payload.get("text", ""))
+        ranges = sentences(hit.payload.get("text", ""), hit.payload.get("spans"))
         out += [Candidate(src, Quote(hit, s, e, 0.0), False) for s, e in ranges]
         out += [Candidate(src, Quote(hit, a[0], b[1], 0.0), True) for a, b in pairwise(ranges)]
     return out

@@ -124,7 +124,7 @@ def _asks_for(question: str) -> str:
 
 def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[Candidate]:
     text = hit.payload.get("text", "")
-    cut = units(text)
+    cut = units(text, hit.payload.get("spans"))
     expand = acronyms(text)
     found = [question.of(text[u.start:u.end] + expansion(text[u.start:u.end], expand)) for u in cut]
     out = []

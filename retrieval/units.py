@@ -22,6 +22,13 @@ ABBREVIATIONS = frozenset("""e.g i.e etc fig figs eq eqs al cf vs dr mr mrs ms p
     u.a evtl bspw abb abs art ca. env p.ex cf. mme m mm éd""".split())
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
 _MARKUP_LEAD = "#>-*+| \t"
+# Rows of cells set apart on one line that make a paragraph a table: at least this many rows...
+GRID_MIN_ROWS = 3
+# ...of at least this many cells (line spans side by side), and most of its rows so.
+GRID_MIN_CELLS = 2
+GRID_ROW_SHARE = 0.6
+# a cell that is only a figure (an amount, a count, a percentage): a header row has none
+_FIGURE = re.compile(r"^[\s\d.,%()$€£¥+\-–]*\d[\s\d.,%()$€£¥+\-–]*$")
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,56 @@ def _table(text: str, s: int, e: int, block: int) -> list[Unit]:
     return out
 
 
-def units(text: str) -> list[Unit]:
-    """The chunk's citable units in text order."""
+def _same_row(a: dict, b: dict) -> bool:
+    if a["page"] != b["page"]:
+        return False
+    (_, a0, _, a1), (_, b0, _, b1) = a["bbox"], b["bbox"]
+    return min(a1, b1) - max(a0, b0) > 0.6 * min(a1 - a0, b1 - b0)
+
+
+def _grid_rows(spans: list[dict], s: int, e: int) -> list[list[tuple[int, int]]]:
+    """The visual rows (cell ranges) of a paragraph whose line spans sit side by side in columns;
+    none when the paragraph reads as prose (one span per visual line)."""
+    inside = sorted((sp for sp in spans if s <= sp["char_start"] and sp["char_end"] <= e),
+                    key=lambda sp: sp["char_start"])
+    rows: list[list[dict]] = []
+    for sp in inside:
+        if rows and _same_row(rows[-1][-1], sp):
+            rows[-1].append(sp)
+        else:
+            rows.append([sp])
+    gridded = sum(1 for r in rows if len(r) >= GRID_MIN_CELLS)
+    if gridded < GRID_MIN_ROWS or gridded < GRID_ROW_SHARE * len(rows):
+        return []
+    return [[(sp["char_start"], sp["char_end"]) for sp in r] for r in rows]
+
+
+def _figures(text: str, cells: list[tuple[int, int]]) -> int:
+    return sum(1 for a, b in cells if _FIGURE.match(text[a:b]))
+
+
+def _grid(text: str, rows: list[list[tuple[int, int]]], block: int) -> list[Unit]:
+    """Row units of a paragraph set in columns; a first row of names where the other rows hold figures is
+    their header."""
+    out: list[Unit] = []
+    header = ""
+    titled = len(rows[0]) >= GRID_MIN_CELLS and not _figures(text, rows[0]) and any(
+        _figures(text, r) for r in rows[1:])
+    for i, cells in enumerate(rows):
+        a, b = _trimmed(text, cells[0][0], cells[-1][1])
+        if b - a < MIN_UNIT_CHARS:
+            continue
+        if i == 0 and titled:
+            header = text[a:b]
+            out.append(Unit(a, b, "header", block))
+        else:
+            out.append(Unit(a, b, "row", block, header))
+    return out
+
+
+def units(text: str, spans: list[dict] | None = None) -> list[Unit]:
+    """The chunk's citable units in text order (with the chunk's line spans, paragraphs set in columns
+    are cut into their rows)."""
     out: list[Unit] = []
     pos = 0
     for n, block in enumerate(re.split(r"(\n{2,})", text)):
@@ -115,6 +170,10 @@ def units(text: str) -> list[Unit]:
         if block.startswith("#"):
             a, b = _trimmed(text, start, end)
             out.append(Unit(a, b, "heading", n // 2))
+            continue
+        rows = _grid_rows(spans, start, end) if spans else []
+        if rows:
+            out += _grid(text, rows, n // 2)
             continue
         line_pos = start
         for line in lines:  # a block's lines are list items, code lines or OCR lines: never one sentence

@@ -50,6 +50,37 @@ def test_a_tables_title_row_does_not_hide_its_column_names():
     assert cut[2].header == "List of services Service | Common name | DNS name"
 
 
+def _line_spans(text: str, rows: list[list[str]], top: float = 0.1) -> list[dict]:
+    """Line spans of cells laid out in a grid: one visual row per list, cells side by side."""
+    spans, pos = [], 0
+    for r, cells in enumerate(rows):
+        y0 = top + 0.02 * r
+        for c, cell in enumerate(cells):
+            start = text.index(cell, pos)
+            pos = start + len(cell)
+            spans.append({"page": 1, "bbox": [0.1 + 0.25 * c, y0, 0.3 + 0.25 * c, y0 + 0.015],
+                          "char_start": start, "char_end": pos})
+    return spans
+
+
+def test_a_paragraph_set_in_columns_is_cut_into_its_rows():
+    rows = [["Department", "Budget 2014", "Budget 2015"], ["Agriculture", "1,204", "1,310"],
+            ["Health", "8,877", "9,102"], ["Transport", "3,301", "3,450"]]
+    text = " ".join(cell for row in rows for cell in row)  # how a text layer without rules reads a table
+    cut = units(text, _line_spans(text, rows))
+    assert [(u.kind, text[u.start:u.end]) for u in cut] == [
+        ("header", "Department Budget 2014 Budget 2015"), ("row", "Agriculture 1,204 1,310"),
+        ("row", "Health 8,877 9,102"), ("row", "Transport 3,301 3,450")]
+    assert cut[2].header == "Department Budget 2014 Budget 2015"
+
+
+def test_prose_with_one_span_per_line_stays_sentences():
+    lines = [["The committee met twice. It approved"], ["the budget for health and"], ["transport. Nothing else."]]
+    text = " ".join(line[0] for line in lines)
+    assert [text[u.start:u.end] for u in units(text, _line_spans(text, lines))] == [
+        "The committee met twice.", "It approved the budget for health and transport.", "Nothing else."]
+
+
 def test_the_sentence_after_a_restatement_is_cited_first():
     text = ("As the judgment threatened to spread, the industry struck the historic Master Settlement Agreement "
             "(MSA) with the state attorneys general in November 1998. The MSA provided for $206 billion to be "
