@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 from PIL import Image
 
@@ -37,6 +38,10 @@ ENGINE_DEFAULTS = {
     "mm_processor_cache_gb": 0,
     "limit_mm_per_prompt": {"image": 1},
 }
+# Fused-MoE kernel configs tuned for this model's expert shape (E=64, N=896), one file per GPU model in vLLM's
+# naming (bench/gpu_device/tune_moe.py writes them): vLLM ships none for this shape on H100/H200 and falls
+# back to a generic tile. vLLM reads this folder first and its own configs/ after it, shape by shape.
+MOE_CONFIGS = Path(__file__).with_name("moe_configs")
 
 
 def default_workers() -> int:
@@ -55,6 +60,8 @@ class VllmBackend:
         # threads, torch's CPU thread pool after the embedder loaded) the child can hang on a lock copied
         # mid-hold, as it did in the GPU worker on the H100. Spawn starts it clean.
         os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        if MOE_CONFIGS.is_dir():  # before vLLM reads its environment; one set by the operator wins
+            os.environ.setdefault("VLLM_TUNED_CONFIG_FOLDER", str(MOE_CONFIGS))
         from vllm import LLM
 
         self.engine_kwargs = {**ENGINE_DEFAULTS, "model": model, "max_num_seqs": max_num_seqs,
