@@ -10,7 +10,7 @@ holds "PhD" under the header "YEAR".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 MIN_UNIT_CHARS = 2
 LONG_SENTENCE = 400
@@ -27,6 +27,14 @@ GRID_MIN_ROWS = 3
 # ...of at least this many cells (line spans side by side), and most of its rows so.
 GRID_MIN_CELLS = 2
 GRID_ROW_SHARE = 0.6
+# A table's caption: it names what the table holds, the answer is in the table (a figure's caption is
+# often the answer itself: what the figure shows is not in the text).
+_CAPTION = re.compile(r"(table|tab\.|tableau|tabelle|表|표)\s*"
+                      r"[A-Z]?[\dIVX]+([.\-–]\d+)*\s*[:.\s]", re.IGNORECASE)
+# ...and at most this many leading rows of names (a title, the column names) heading it
+GRID_HEADER_ROWS = 2
+_DIGIT = re.compile(r"\d")
+_YEAR = re.compile(r"\b(1[5-9]|20)\d\d\b")
 # a cell that is only a figure (an amount, a count, a percentage): a header row has none
 _FIGURE = re.compile(r"^[\s\d.,%()$€£¥+\-–]*\d[\s\d.,%()$€£¥+\-–]*$")
 
@@ -37,7 +45,7 @@ class Unit:
 
     start: int
     end: int
-    kind: str  # "sentence", "heading", "row", "header"
+    kind: str  # "sentence", "heading", "caption", "row", "header"
     block: int  # index of the block in the chunk
     header: str = ""  # a row's table header text
 
@@ -133,19 +141,34 @@ def _figures(text: str, cells: list[tuple[int, int]]) -> int:
     return sum(1 for a, b in cells if _FIGURE.match(text[a:b]))
 
 
+def _names_columns(text: str, cells: list[tuple[int, int]]) -> bool:
+    """A row that can head a table: no figure cells, and no number but a year ("Budget 2014")."""
+    return not _figures(text, cells) and not _DIGIT.search(_YEAR.sub("", text[cells[0][0]:cells[-1][1]]))
+
+
+def _header_rows(text: str, rows: list[list[tuple[int, int]]]) -> int:
+    """How many leading rows (a title, the column names) head a grid whose other rows mostly hold numbers."""
+    body = rows[GRID_HEADER_ROWS:]
+    if sum(1 for r in body if _DIGIT.search(text[r[0][0]:r[-1][1]])) < 0.5 * len(body):
+        return 0
+    n = 0
+    while n < min(GRID_HEADER_ROWS, len(rows) - 1) and _names_columns(text, rows[n]):
+        n += 1
+    return n
+
+
 def _grid(text: str, rows: list[list[tuple[int, int]]], block: int) -> list[Unit]:
-    """Row units of a paragraph set in columns; a first row of names where the other rows hold figures is
+    """Row units of a paragraph set in columns; its leading rows of names (a title, the column names) are
     their header."""
     out: list[Unit] = []
     header = ""
-    titled = len(rows[0]) >= GRID_MIN_CELLS and not _figures(text, rows[0]) and any(
-        _figures(text, r) for r in rows[1:])
+    heads = _header_rows(text, rows)
     for i, cells in enumerate(rows):
         a, b = _trimmed(text, cells[0][0], cells[-1][1])
         if b - a < MIN_UNIT_CHARS:
             continue
-        if i == 0 and titled:
-            header = text[a:b]
+        if i < heads:
+            header = f"{header} {text[a:b]}".strip()
             out.append(Unit(a, b, "header", block))
         else:
             out.append(Unit(a, b, "row", block, header))
@@ -177,6 +200,9 @@ def units(text: str, spans: list[dict] | None = None) -> list[Unit]:
             continue
         line_pos = start
         for line in lines:  # a block's lines are list items, code lines or OCR lines: never one sentence
-            out += _sentences(text, line_pos, line_pos + len(line), n // 2)
+            found = _sentences(text, line_pos, line_pos + len(line), n // 2)
+            if found and _CAPTION.match(text, found[0].start):
+                found[0] = replace(found[0], kind="caption")
+            out += found
             line_pos += len(line) + 1
     return out

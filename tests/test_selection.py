@@ -117,6 +117,37 @@ def test_a_question_for_an_amount_is_refused_when_no_unit_holds_one():
     assert selection.is_relevant(question, selection.candidates(question, [_hit(answered)]))
 
 
+@pytest.mark.parametrize("question, unanswered, answered", [
+    ("How much did Philip Morris pay to be a gold sponsor of the 2004 conference?",
+     "Philip Morris was a gold sponsor of the 2004 conference, with 3 other firms.",
+     "Philip Morris paid $25,000 to be a gold sponsor of the 2004 conference."),
+    ("Combien coûte une licence Debian Edu par poste de travail ?",
+     "Une licence Debian Edu couvre 30 postes de travail.",
+     "Une licence Debian Edu ne coûte rien : 0 € par poste de travail."),
+    ("How long does zsolve take to solve the system example?",
+     "zsolve solves the system example with 4 variables and 3 equations.",
+     "zsolve takes 2.5 seconds to solve the system example."),
+    ("How many GPU hours did the training of the 7B model take?",
+     "The training of the 7B model used 8 GPUs and 2 epochs.",
+     "The training of the 7B model took 880 GPU hours."),
+    ("盐城高新区投资集团这期超短期融资券的票面利率是多少？",
+     "盐城高新区投资集团本期超短期融资券发行金额为5亿元，期限270天。",
+     "盐城高新区投资集团本期超短期融资券的票面利率为3.2%。"),
+])
+def test_an_amount_question_needs_a_figure_of_what_it_measures(question, unanswered, answered):
+    """A unit with figures of something else (a count for a price, a size for a duration) does not answer."""
+    assert not selection.is_relevant(question, selection.candidates(question, [_hit(unanswered)]))
+    assert selection.is_relevant(question, selection.candidates(question, [_hit(answered)]))
+
+
+def test_a_table_column_named_for_the_measure_holds_its_bare_figures():
+    text = "| Package | Popcon | Size | Locale |\n| --- | --- | --- | --- |\n| ibus-mozc | V:1, I:2 | 1037 | ja |"
+    question = "What is the size of the ibus-mozc package?"
+    found = selection.candidates(question, [_hit(text)])
+    assert selection.is_relevant(question, found)
+    assert found[0].text.startswith("ibus-mozc")
+
+
 def test_question_terms_are_stemmed_in_the_questions_language():
     assert language_of("Wie viele Rechnungen wurden im Jahr bezahlt?") == "german"
     terms = QueryTerms("Wie viele Rechnungen wurden bezahlt?", ["Die Rechnung wurde bezahlt."])
