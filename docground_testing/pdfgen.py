@@ -76,6 +76,20 @@ def table_pdf(rows: list[list[str]] = QUARTERLY) -> tuple[bytes, list[list[str]]
     return doc.tobytes(), rows
 
 
+def continued_table_pdf(rows: list[list[str]] = QUARTERLY, repeat_header: bool = False) -> tuple[bytes, list[list[str]]]:
+    """A ruled table that runs on over a page break: the header and the first rows at the foot of page 1,
+    the rest at the top of page 2 (under the header again when `repeat_header`)."""
+    doc, page = _page_opening_with("Quarterly figures are listed in the table below.", fontsize=11)
+    cut = 3
+    x0, cw, rh = 72, 120, 22
+    _ruled_rows(page, rows[:cut], (x0, A4[1] - 72 - cut * rh, cw, rh), rule=0.7, baseline=7)
+    page = doc.new_page(width=A4[0], height=A4[1])
+    rest = ([rows[0]] if repeat_header else []) + rows[cut:]
+    _ruled_rows(page, rest, (x0, 72, cw, rh), rule=0.7, baseline=7)
+    page.insert_text((72, 72 + len(rest) * rh + 30), "The table ends the quarterly section.", fontsize=11)
+    return doc.tobytes(), rows
+
+
 def image_bytes(fmt: str, size=(400, 300), dpi: int | None = None, frames: int = 1, exif_rotate: bool = False) -> bytes:
     images = [Image.new("RGB", size, (255, 255, 255 - 40 * i)) for i in range(frames)]
     buf = io.BytesIO()

@@ -34,8 +34,8 @@ from .engines.deepseek_ocr2.output import MarkdownStream
 from .engines.deepseek_ocr2.schema import TextSink
 from .engines.factory import build_router
 from .pipeline import PARSER_VERSION, PageParser, ProgressCallback, document_id, file_sha256, require_readable
+from .processors import across_pages
 from .processors.figures import figure_path, save_figure_crops
-from .processors.furniture import mark_furniture
 from .providers import PageLimits, Source
 from .renderers import RENDERER_VERSION, FigureLink, document_layout, document_markdown, draw_blocks
 from .schema import Block, BlockKind, PageLayout
@@ -149,7 +149,7 @@ class Converter:
                 raise InvalidRequest(f"--pages selects none of the document's {source.page_count} page(s)")
             layouts = self.parser.parse_pages(source, doc_id, numbers, progress)
             require_readable(layouts)
-            mark_furniture(layouts)
+            across_pages(layouts)
             return len(layouts), self._render(source, doc_id, layouts, target)
         finally:
             source.close()
@@ -176,7 +176,7 @@ class Converter:
             markdown.close()
             layout.reason = f"{route.reason}; streamed: {layout.reason}"
             if target is not None:
-                mark_furniture([layout])
+                across_pages([layout])
                 self._write_manifest(target, made_from, self._render(source, doc_id, [layout], target))
             return layout
         finally:

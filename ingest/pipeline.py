@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable
 from docground.errors import NoReadablePages
 
 from .chunking import Chunker, ChunkerConfig, TokenCounter, fingerprint
-from .processors.furniture import mark_furniture
+from .processors import across_pages
 from .providers import PageLimits, Source, open_source
 from .routing import Router
 from .schema import Chunk, PageLayout, PageOutcome
 
-PARSER_VERSION = "3"
+PARSER_VERSION = "4"
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -73,5 +73,5 @@ class Pipeline(PageParser):
     def chunk(self, layouts: list[PageLayout], doc_id: str) -> list[Chunk]:
         layouts = sorted(layouts, key=lambda lay: lay.page)
         require_readable(layouts)
-        mark_furniture(layouts)
+        across_pages(layouts)
         return self.chunker.chunk(layouts, doc_id, self.fingerprint)

@@ -222,7 +222,8 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
         after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
         # a unit inherits its neighbours' match only for what it does not match itself
         inherited = lead * question.matched(before) + NEIGHBOUR_AFTER * question.matched(after)
-        if _introduces(text, unit):  # "...run the following command:" promises the answer, the next unit holds it
+        if _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end):
+            # "...run the following command:", "...are listed below": it promises the answer, which is elsewhere
             own *= INTRODUCTION_FACTOR
         score = own + max(0.0, 1.0 - own) * inherited + _answer_type_bonus(asks, text[unit.start:unit.end])
         score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])

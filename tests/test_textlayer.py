@@ -145,3 +145,19 @@ def test_many_large_initials_on_a_page_do_not_break_parsing():
         page.insert_text((x + 24, y - 6), "a second small line", fontsize=9)
     layout = parse_all(doc.tobytes())[0]
     assert sum(b.markdown.count("label") for b in layout.blocks) == 12
+
+
+@pytest.mark.parametrize("repeat_header", [False, True])
+def test_a_table_running_on_over_a_page_break_keeps_its_header_on_the_next_page(repeat_header):
+    from docground.ingest.processors import across_pages
+    from docground_testing.pdfgen import continued_table_pdf
+
+    data, rows = continued_table_pdf(repeat_header=repeat_header)
+    layouts = parse_all(data)
+    across_pages(layouts)
+    part = next(b for b in layouts[1].blocks if b.kind == BlockKind.table)
+    md_rows = [[c.strip() for c in r.strip("|").split("|")] for r in part.markdown.split("\n") if "---" not in r]
+    assert md_rows == [rows[0], *rows[3:]]  # the header on top once, every row of page 2 a row under it
+    # each line box still points at its own row's text; the header added has none on this page
+    texts = [part.markdown[ln.start:ln.end] for ln in part.lines]
+    assert [[c.strip() for c in t.split("|")] for t in texts] == (md_rows if repeat_header else md_rows[1:])
