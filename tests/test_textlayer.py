@@ -161,3 +161,28 @@ def test_a_table_running_on_over_a_page_break_keeps_its_header_on_the_next_page(
     # each line box still points at its own row's text; the header added has none on this page
     texts = [part.markdown[ln.start:ln.end] for ln in part.lines]
     assert [[c.strip() for c in t.split("|")] for t in texts] == (md_rows if repeat_header else md_rows[1:])
+
+
+def test_a_continued_table_under_a_title_row_gets_the_title_and_its_column_names():
+    from docground.ingest.processors import across_pages
+    from docground.ingest.schema import Block, Line, PageLayout
+
+    def table(page: int, rows: list[str]) -> PageLayout:
+        markdown = "\n".join([rows[0], "| --- | --- |", *rows[1:]])
+        lines, pos = [], 0
+        for i, row in enumerate(markdown.split("\n")):
+            if i != 1:
+                box = (0.1, 0.1 + 0.02 * i, 0.9, 0.115 + 0.02 * i)
+                lines.append(Line(bbox=box, start=pos + 2, end=pos + len(row) - 2))
+            pos += len(row) + 1
+        block = Block(id=f"b{page}", page=page, kind=BlockKind.table, markdown=markdown, bbox=(0.1, 0.1, 0.9, 0.5),
+                      lines=lines)
+        return PageLayout(page=page, width_pt=595, height_pt=842, blocks=[block], engine="t", engine_version="1")
+
+    layouts = [table(1, ["| List of services |  |", "| Service | DNS name |", "| Directory | ldap |"]),
+               table(2, ["| Printing | ipp |", "| Web cache | webcache |"])]
+    across_pages(layouts)
+    part = layouts[1].blocks[0]
+    assert part.markdown.split("\n") == ["| List of services |  |", "| --- | --- |", "| Service | DNS name |",
+                                         "| Printing | ipp |", "| Web cache | webcache |"]
+    assert [part.markdown[ln.start:ln.end] for ln in part.lines] == ["Printing | ipp", "Web cache | webcache"]

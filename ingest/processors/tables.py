@@ -43,17 +43,31 @@ def repeat_continued_headers(layouts: list[PageLayout]) -> None:
         first, second = _pipe_rows(ending[-1]), _pipe_rows(opening[0])
         if first is None or second is None or _columns(first[0]) != _columns(second[0]):
             continue
-        if " ".join(first[0].split()) == " ".join(second[0].split()):
+        header = _header_rows(first)
+        if _plain(second[0]) in {_plain(h) for h in header}:
             continue  # the header is repeated on each page already
-        _put_header_on(opening[0], first[0], second)
+        _put_header_on(opening[0], header, second)
 
 
-def _put_header_on(block: Block, header: str, rows: list[str]) -> None:
-    """`header` and the rule above the block's rows, its first row now one of them; line offsets follow."""
+def _plain(row: str) -> str:
+    return " ".join(row.split())
+
+
+def _header_rows(rows: list[str]) -> list[str]:
+    """A table's header: its first row, and the column names under it when that row is only a title
+    ("| Liste des services |  |  |")."""
+    cells = [c.strip() for c in rows[0].strip().strip("|").split("|")]
+    titled = len(cells) > 1 and bool(cells[0]) and not any(cells[1:])
+    return [rows[0], rows[2]] if titled and len(rows) > 3 else [rows[0]]
+
+
+def _put_header_on(block: Block, header: list[str], rows: list[str]) -> None:
+    """`header` rows and the rule above the block's rows, its first row now one of them; line offsets follow."""
     rule, own_first = rows[1], rows[0]
-    block.markdown = "\n".join([header, rule, own_first, *rows[2:]])
-    first_shift = len(header) + 1 + len(rule) + 1  # the old first row now sits under the new header and rule
-    rest_shift = len(header) + 1  # the rows after it: the header added, the rule moved above them
+    block.markdown = "\n".join([header[0], rule, *header[1:], own_first, *rows[2:]])
+    added = len(header[0]) + 1 + sum(len(h) + 1 for h in header[1:])
+    first_shift = added + len(rule) + 1  # the old first row now sits under the new header and its rule
+    rest_shift = added  # the rows after it: the rule only moved above them
     first_end = len(own_first)
     block.lines = [_moved(ln, first_shift if ln.start < first_end else rest_shift) for ln in block.lines]
 
