@@ -76,7 +76,8 @@ def table_pdf(rows: list[list[str]] = QUARTERLY) -> tuple[bytes, list[list[str]]
     return doc.tobytes(), rows
 
 
-def continued_table_pdf(rows: list[list[str]] = QUARTERLY, repeat_header: bool = False) -> tuple[bytes, list[list[str]]]:
+def continued_table_pdf(rows: list[list[str]] = QUARTERLY,
+                        repeat_header: bool = False) -> tuple[bytes, list[list[str]]]:
     """A ruled table that runs on over a page break: the header and the first rows at the foot of page 1,
     the rest at the top of page 2 (under the header again when `repeat_header`)."""
     doc, page = _page_opening_with("Quarterly figures are listed in the table below.", fontsize=11)
