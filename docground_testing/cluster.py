@@ -147,7 +147,34 @@ class PostgresServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-class WorkerProcess:
+class ChildProcess:
+    """A process of the system under test in its own process group, with its log: kill() takes the whole group
+    at once (a machine or container dying), stop() asks it to end cleanly (SIGTERM) and kills it after
+    `stop_wait_s`."""
+
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    stop_wait_s = 20.0
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL to the process group: nothing is acknowledged, flushed or cleaned up."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(self.stop_wait_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class WorkerProcess(ChildProcess):
     """`celery -A <module> worker` (default: the paced test harness) or `docground worker`, in its own
     process group so that kill() takes the whole worker (a machine or container dying)."""
 
@@ -185,22 +212,6 @@ class WorkerProcess:
         wait_until(ready, timeout_s, f"worker {self.name} to be ready", 0.2)
         return self
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL to the worker and its pool: nothing is acknowledged or cleaned up."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def cluster_env(settings_fields: dict[str, object], **extra: str) -> dict[str, str]:

@@ -4,8 +4,6 @@ mock: the process is the installed CLI with the settings it is given as DOCGROUN
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -14,13 +12,16 @@ from pathlib import Path
 
 import httpx
 
-from docground_testing.cluster import ROOT, cluster_env, free_port, wait_until
+from docground_testing.cluster import ROOT, ChildProcess, cluster_env, free_port, wait_until
 
 
-class ServeProcess:
-    """`docground serve --port <free port>` on `settings_fields` (home included), in its own process group.
+class ServeProcess(ChildProcess):
+    """`docground serve --port <free port>` on `settings_fields` (home included), in its own process group; stop()
+    is a clean shutdown (the server closes its store and removes its lock file).
     `env`: more environment (the test harnesses' DOCGROUND_TEST_* switches); with `harness`, start() runs
     docground_testing/serve_harness.py (the same app, its index writes pausing half-way) instead of the CLI."""
+
+    stop_wait_s = 60.0
 
     def __init__(self, settings_fields: dict[str, object], log_dir: Path, env: dict[str, str] | None = None):
         self.env = cluster_env(settings_fields, **(env or {}))
@@ -50,23 +51,6 @@ class ServeProcess:
     def client(self, timeout_s: float = 60) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=timeout_s)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL to the server's process group: nothing is flushed, closed or cleaned up."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """A clean shutdown (SIGTERM): the server closes its store and removes its lock file."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def multipart_upload(filename: str, data: bytes) -> tuple[bytes, str]:
