@@ -24,17 +24,17 @@ _WORD_BEFORE = re.compile(r"([\w.]+)$")
 _MARKUP_LEAD = "#>-*+| \t"
 # Rows of cells set apart on one line that make a paragraph a table: at least this many rows...
 GRID_MIN_ROWS = 3
-# ...of at least this many cells (line spans side by side), and most of its rows so.
+# ...of at least this many cells (line spans side by side), and most of its rows so...
 GRID_MIN_CELLS = 2
 GRID_ROW_SHARE = 0.6
+# ...and at most this many leading rows of names (a title, the column names) heading it.
+GRID_HEADER_ROWS = 2
 # A table's caption: it names what the table holds, the answer is in the table (a figure's caption is
 # often the answer itself: what the figure shows is not in the text).
 _CAPTION = re.compile(r"(table|tab\.|tableau|tabelle|表|표)\s*"
                       r"[A-Z]?[\dIVX]+([.\-–]\d+)*\s*[:.\s]", re.IGNORECASE)
-# ...and at most this many leading rows of names (a title, the column names) heading it
-GRID_HEADER_ROWS = 2
-_DIGIT = re.compile(r"\d")
-_YEAR = re.compile(r"\b(1[5-9]|20)\d\d\b")
+DIGIT = re.compile(r"\d")
+YEAR = re.compile(r"\b(1[5-9]|20)\d\d\b")  # a year, which names a time, not an amount
 # a cell that is only a figure (an amount, a count, a percentage): a header row has none
 _FIGURE = re.compile(r"^[\s\d.,%()$€£¥+\-–]*\d[\s\d.,%()$€£¥+\-–]*$")
 
@@ -143,13 +143,13 @@ def _figures(text: str, cells: list[tuple[int, int]]) -> int:
 
 def _names_columns(text: str, cells: list[tuple[int, int]]) -> bool:
     """A row that can head a table: no figure cells, and no number but a year ("Budget 2014")."""
-    return not _figures(text, cells) and not _DIGIT.search(_YEAR.sub("", text[cells[0][0]:cells[-1][1]]))
+    return not _figures(text, cells) and not DIGIT.search(YEAR.sub("", text[cells[0][0]:cells[-1][1]]))
 
 
 def _header_rows(text: str, rows: list[list[tuple[int, int]]]) -> int:
     """How many leading rows (a title, the column names) head a grid whose other rows mostly hold numbers."""
     body = rows[GRID_HEADER_ROWS:]
-    if sum(1 for r in body if _DIGIT.search(text[r[0][0]:r[-1][1]])) < 0.5 * len(body):
+    if sum(1 for r in body if DIGIT.search(text[r[0][0]:r[-1][1]])) < 0.5 * len(body):
         return 0
     n = 0
     while n < min(GRID_HEADER_ROWS, len(rows) - 1) and _names_columns(text, rows[n]):
