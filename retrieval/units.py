@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+from docground.ingest.pipe_tables import is_rule, is_title_row
+
 MIN_UNIT_CHARS = 2
 LONG_SENTENCE = 400
 _END = re.compile(r"[.!?](?=[\"'”’)\]]*\s+[\"'“‘(\[]*[A-Z0-9À-ÖØ-Þ])|[。！？]|[.!?](?=[\u3000-\u9fff\uac00-\ud7af])")
@@ -87,25 +89,15 @@ def _sentences(text: str, s: int, e: int, block: int) -> list[Unit]:
     return out
 
 
-def _is_rule(line: str) -> bool:
-    return bool(line) and set(line.replace(" ", "")) <= set("|-:")
-
-
-def _is_title_row(line: str) -> bool:
-    """A table's first row holding only a title ("| Liste des services |  |  |"): the column names follow."""
-    cells = [c.strip() for c in line.strip().strip("|").split("|")]
-    return len(cells) > 1 and bool(cells[0]) and not any(cells[1:])
-
-
 def _table(text: str, s: int, e: int, block: int) -> list[Unit]:
     out, header, pos, titled = [], "", s, False
     for i, line in enumerate(text[s:e].split("\n")):
         a, b = _trimmed(text, pos, pos + len(line))
         pos += len(line) + 1
-        if _is_rule(line) or b - a < 1:
+        if is_rule(line) or b - a < 1:
             continue
         if i == 0 or titled:
-            titled = i == 0 and _is_title_row(line)
+            titled = i == 0 and is_title_row(line)
             header = f"{header} {text[a:b]}".strip()
             out.append(Unit(a, b, "header", block))
         else:

@@ -11,6 +11,7 @@ box on this page: it is context for the rows under it, never a citable line of t
 
 from __future__ import annotations
 
+from ..pipe_tables import cells, is_rule, is_title_row
 from ..schema import FURNITURE, Block, BlockKind, Line, PageLayout
 
 
@@ -23,13 +24,9 @@ def _pipe_rows(block: Block) -> list[str] | None:
     if block.kind != BlockKind.table or not block.lines:
         return None
     rows = block.markdown.split("\n")
-    if len(rows) < 3 or not all(r.startswith("|") for r in rows) or set(rows[1]) > set("|- :"):
+    if len(rows) < 3 or not all(r.startswith("|") for r in rows) or not is_rule(rows[1]):
         return None
     return rows
-
-
-def _columns(row: str) -> int:
-    return row.strip().strip("|").count("|") + 1
 
 
 def repeat_continued_headers(layouts: list[PageLayout]) -> None:
@@ -41,7 +38,7 @@ def repeat_continued_headers(layouts: list[PageLayout]) -> None:
         if not ending or not opening:
             continue
         first, second = _pipe_rows(ending[-1]), _pipe_rows(opening[0])
-        if first is None or second is None or _columns(first[0]) != _columns(second[0]):
+        if first is None or second is None or len(cells(first[0])) != len(cells(second[0])):
             continue
         header = _header_rows(first)
         if _plain(second[0]) in {_plain(h) for h in header}:
@@ -56,9 +53,7 @@ def _plain(row: str) -> str:
 def _header_rows(rows: list[str]) -> list[str]:
     """A table's header: its first row, and the column names under it when that row is only a title
     ("| Liste des services |  |  |")."""
-    cells = [c.strip() for c in rows[0].strip().strip("|").split("|")]
-    titled = len(cells) > 1 and bool(cells[0]) and not any(cells[1:])
-    return [rows[0], rows[2]] if titled and len(rows) > 3 else [rows[0]]
+    return [rows[0], rows[2]] if is_title_row(rows[0]) and len(rows) > 3 else [rows[0]]
 
 
 def _put_header_on(block: Block, header: list[str], rows: list[str]) -> None:
