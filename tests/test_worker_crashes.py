@@ -48,14 +48,20 @@ def snapshot(cluster: LocalCluster, doc_id: str) -> tuple:
     return doc.status, doc.chunks, doc.pages_done, doc.fingerprint, doc.updated_at, cluster.chunks(doc_id)
 
 
+def beside_a_settled_other(cluster: LocalCluster, document: bytes, other_document: bytes) -> tuple[str, tuple, str]:
+    """The other document ingested to the end and its state taken (it must not change), then the document
+    submitted: (other's id, other's state, the document's id)."""
+    other = cluster.submit(other_document, "other.pdf")
+    cluster.finish(other)
+    before = snapshot(cluster, other)
+    return other, before, cluster.submit(document)
+
+
 def test_a_cpu_worker_killed_mid_parse_costs_a_lease_not_the_visibility_timeout(
         cluster_factory, document, other_document, clean_run):
     cluster = cluster_factory()
     first = cluster.worker(pool="prefork")  # the parent acknowledges; the child parses
-    other = cluster.submit(other_document, "other.pdf")
-    cluster.finish(other)
-    before = snapshot(cluster, other)
-    doc_id = cluster.submit(document)
+    other, before, doc_id = beside_a_settled_other(cluster, document, other_document)
     wait_until(lambda: cluster.batch_in_hand(doc_id, PAGES, after=8), 120, "a batch in hand after the first pages")
     first.kill()
     killed_at = time.monotonic()
@@ -72,10 +78,7 @@ def test_a_cpu_worker_killed_mid_embedding_costs_a_lease(cluster_factory, docume
     """The indexing step (chunk, embed) is leased too: a worker killed in it hands it on."""
     cluster = cluster_factory(env={"DOCGROUND_TEST_EMBED_DELAY_S": "6"})
     first = cluster.worker(pool="prefork")
-    other = cluster.submit(other_document, "other.pdf")
-    cluster.finish(other)
-    before = snapshot(cluster, other)
-    doc_id = cluster.submit(document)
+    other, before, doc_id = beside_a_settled_other(cluster, document, other_document)
     wait_until(lambda: (cluster.settings.home / "embedding" / doc_id).exists(), 180, "the document's embedding")
     first.kill()
     killed_at = time.monotonic()
@@ -136,10 +139,7 @@ def test_postgresql_restarted_mid_document_loses_and_duplicates_nothing(
     connections, tested before use (pool_pre_ping), are replaced, in the workers and in this process (the API)."""
     cluster = cluster_factory(database_url=postgres.url)
     cluster.worker(pool="prefork")
-    other = cluster.submit(other_document, "other.pdf")
-    cluster.finish(other)
-    before = snapshot(cluster, other)
-    doc_id = cluster.submit(document)
+    other, before, doc_id = beside_a_settled_other(cluster, document, other_document)
     wait_until(lambda: cluster.pages_done(doc_id) >= 8, 120, "the first pages")
     postgres.restart()
     restarted_at = time.monotonic()
@@ -178,10 +178,7 @@ def test_postgresql_down_during_the_indexing_step_is_retried_not_failed(
     document is ready with a clean run's chunks."""
     cluster = cluster_factory(database_url=postgres.url, env={"DOCGROUND_TEST_EMBED_DELAY_S": "4"})
     worker = cluster.worker(pool="prefork")
-    other = cluster.submit(other_document, "other.pdf")
-    cluster.finish(other)
-    before = snapshot(cluster, other)
-    doc_id = cluster.submit(document)
+    other, before, doc_id = beside_a_settled_other(cluster, document, other_document)
     wait_until(lambda: (cluster.settings.home / "embedding" / doc_id).exists(), 180, "the document's indexing step")
     postgres.shut_down()
     down_at = time.monotonic()
@@ -255,10 +252,7 @@ def test_a_batch_that_always_hangs_past_its_hard_time_limit_is_given_up_not_rese
         "DOCGROUND_TEST_HANG_PAGE": str(HANG_PAGE), "DOCGROUND_TEST_HANG_S": str(3 * TASK_TIME_LIMIT_S),
         "DOCGROUND_TEST_HANG_TIMES": "100"})
     worker = cluster.worker(pool="prefork")  # time limits are enforced by the prefork pool alone
-    other = cluster.submit(other_document, "other.pdf")
-    cluster.finish(other)
-    before = snapshot(cluster, other)
-    doc_id = cluster.submit(document)
+    other, before, doc_id = beside_a_settled_other(cluster, document, other_document)
     doc = cluster.finish(doc_id)
     assert doc.status == "failed" and doc.error_code == "task_given_up", (doc.status, doc.error)
     assert "the batch of page(s) 9, 10, 11, 12 was given up" in doc.error
