@@ -401,6 +401,13 @@ class Registry:
         with self.session() as s, s.begin():
             s.execute(delete(TaskLease).where(TaskLease.key == key, TaskLease.owner == owner))
 
+    def leased_keys(self, keys: list[str]) -> set[str]:
+        """Which of these lease keys a lease is held under (taken, renewed or claimed for a resend)."""
+        if not keys:
+            return set()
+        with self.session() as s:
+            return set(s.scalars(select(TaskLease.key).where(TaskLease.key.in_(keys))))
+
     def leases(self, job_id: str | None = None) -> list[TaskLease]:
         query = select(TaskLease) if job_id is None else select(TaskLease).where(TaskLease.job_id == job_id)
         with self.session() as s:

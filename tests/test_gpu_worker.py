@@ -123,9 +123,9 @@ def test_a_gpu_worker_shares_its_engine_and_a_killed_one_costs_a_lease(tmp_path,
         done = lambda: service.registry.document(doc_id).pages_done  # noqa: E731
         leased = lambda: len(service.registry.leases(registration.job.id))  # noqa: E731
 
-        # Killed with batches in hand, each message it holds leased (a worker leases a message as it
-        # receives it; the milliseconds between Redis handing it over and that lease are left to the
-        # visibility timeout, and a kill timed on a finished batch lands in them by design, not by chance).
+        # Killed with batches in hand, leased (a worker leases a message as it receives it). A kill in the
+        # milliseconds between Redis handing a message over and that lease, which a kill timed on a finished
+        # batch can hit, costs two sweeps of the stranded-message check (workers/leases.py), not an hour.
         wait_until(lambda: done() >= 2 * BATCH and leased() >= 2 and gpu_messages_held(broker) == leased(), 120,
                    "two batches done and batches in hand, leased")
         first.kill()  # SIGKILL: nothing acknowledged, nothing cleaned up

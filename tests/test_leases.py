@@ -3,19 +3,25 @@ by exactly one sweeper once expired, dropped with a finished job, and sent again
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
 
 import pytest
+import redis as redis_client
 from sqlalchemy import inspect, text, update
 
 from docground.registry import Document, Registry, TaskLease
 from docground.settings import Settings
+from docground.workers.celery_app import make_celery
 from docground.workers.leases import LeaseKeeper, LeaseSweeper, lease_key
+from docground_testing.cluster import RedisServer
 from docground_testing.registries import registry_on
 
 POSTGRES_URL = os.environ.get("DOCGROUND_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -180,3 +186,44 @@ def test_an_older_registry_gains_the_lost_count_of_its_leases(registry):
     assert LeaseSweeper(older, celery, Settings(lease_s=60, lease_max_resends=1)).sweep() == 1
     assert len(celery.sent) == 1 and older.leases(job_id)[0].lost == 1
     older.engine.dispose()
+
+
+STRAND = """
+import os, sys
+from docground.settings import Settings
+from docground.workers.celery_app import make_celery
+with make_celery(Settings(broker_url=sys.argv[1])).connection_for_read() as connection:
+    for _ in range(2):  # Redis hands both over; the worker dies before leasing them
+        assert connection.default_channel.basic_get("gpu", no_ack=False) is not None
+    os._exit(0)
+"""
+
+
+def queued_tasks(broker, queue: str) -> list[list]:
+    payloads = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
+    return [json.loads(base64.b64decode(p["body"]))[0] for p in payloads]
+
+
+def test_a_message_its_worker_died_holding_unleased_goes_back_to_its_queue(registry, tmp_path):
+    """Killed between Redis handing a message over and leasing it (task_received), a worker leaves it in
+    kombu's unacked set, covered by no lease: it goes back to its queue within about two leases, not after
+    Redis's visibility timeout; a message whose task holds a lease stays with its holder."""
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        settings = Settings(broker_url=redis.url, lease_s=1.0)
+        celery, broker = make_celery(settings), redis_client.Redis.from_url(redis.url)
+        job_id = a_job(registry)
+        for pages in ([1, 2], [3, 4]):
+            celery.send_task("docground.pages", args=[job_id, pages], queue="gpu")
+        registry.take_lease(a_lease(job_id, [3, 4]), lease_s=60)  # [3, 4]'s task is held elsewhere
+        subprocess.run([sys.executable, "-c", STRAND, redis.url], check=True, timeout=60)
+        assert broker.llen("gpu") == 0 and broker.hlen("unacked") == 2
+        sweeper = LeaseSweeper(registry, celery, settings)
+        assert sweeper.stranded.sweep() == 0  # delivered less than a lease ago
+        time.sleep(1.2)
+        assert sweeper.stranded.sweep() == 0  # unleased on one sweep: maybe between a release and its ack
+        assert sweeper.sweep() == 0 and sweeper.stranded._unleased  # the lease sweep runs it too
+        assert queued_tasks(broker, "gpu") == [[job_id, [1, 2]]]
+        assert broker.hlen("unacked") == 1  # [3, 4]: its lease holder's
+    finally:
+        redis.stop()

@@ -8,19 +8,22 @@ threads each hold one batch's lease; one renewal covers them all). A worker that
 Sweepers (a thread in every worker, and the API's runner) look every half lease for expired leases, claim
 each with one conditional UPDATE (so of two sweepers only one sends it) and send the same task again.
 Tasks are idempotent (first writer wins), so a worker that was only slow and finishes late changes
-nothing. Redis's visibility timeout stays as the last resort (a registry that was unreachable). A task
+nothing. A message a worker died holding before it could lease it goes back to its queue after two
+sweeps (StrandedMessages). Redis's visibility timeout stays as the last resort (a registry that was unreachable). A task
 whose worker went silent more than DOCGROUND_LEASE_MAX_RESENDS times (it always hangs past the hard
 time limit, or kills its worker) is not sent again: its document fails with `task_given_up`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
 import os
 import socket
 import threading
+import time
 
 from docground.errors import TaskGivenUp
 from docground.registry import Registry, TaskLease
@@ -95,12 +98,17 @@ class LeaseKeeper:
 
 
 class LeaseSweeper:
-    """Sends again the tasks whose lease expired (their worker died)."""
+    """Sends again the tasks whose lease expired (their worker died), and puts back in their queue the
+    messages a worker received and died before leasing."""
 
     def __init__(self, registry: Registry, celery, settings: Settings):
         self.registry, self.celery, self.settings = registry, celery, settings
+        redis_broker = (settings.broker_url or "").startswith(("redis://", "rediss://", "unix://"))
+        self.stranded = StrandedMessages(registry, celery, settings.lease_s) if redis_broker else None
 
     def sweep(self) -> int:
+        if self.stranded is not None:
+            self.stranded.sweep()
         claimed = self.registry.claim_expired_leases(self.settings.lease_s * REDISPATCH_HOLD_LEASES)
         for lease in claimed:
             if (lease.lost or 0) > self.settings.lease_max_resends:
@@ -121,6 +129,61 @@ class LeaseSweeper:
         log.error("job %s: %s", lease.job_id, error.message)
         self.registry.advance(lease.job_id, "failed", error=error.message, error_code=error.code)
         self.registry.release_lease(lease.key, None)
+
+
+class StrandedMessages:
+    """Messages Redis handed to a worker that died before it leased them.
+
+    Redis moves a message into kombu's unacked set as it hands it over; the worker leases it a few
+    milliseconds later (task_received). A worker killed in between leaves a message that no lease covers,
+    which Redis alone would hand out again only after the visibility timeout (an hour). A message in the
+    unacked set for more than a lease whose task holds no lease, seen so on two sweeps in a row (one alone
+    may fall between a task's release and its acknowledgement), is put back at the head of its queue in
+    one transaction (of two sweepers, one moves it). A live worker that still holds it only repeats work
+    that is idempotent."""
+
+    def __init__(self, registry: Registry, celery, lease_s: float):
+        self.registry, self.celery, self.lease_s = registry, celery, lease_s
+        self._unleased: set[bytes] = set()
+
+    def sweep(self) -> int:
+        with self.celery.connection_for_write() as connection:
+            channel = connection.default_channel
+            unleased = self._find_unleased(channel)
+            stranded = unleased & self._unleased
+            self._unleased = unleased
+            for tag in stranded:
+                log.warning("message %s: received by a worker that died before leasing it; back in its queue",
+                            tag.decode(errors="replace"))
+                channel.qos.restore_by_tag(tag)
+        return len(stranded)
+
+    def _find_unleased(self, channel) -> set[bytes]:
+        client = channel.client
+        tags = client.zrangebyscore(channel.unacked_index_key, 0, time.time() - self.lease_s)
+        keys: dict[bytes, str] = {}
+        for tag in tags:
+            raw = client.hget(channel.unacked_key, tag)
+            task = delivered_task(raw) if raw else None
+            if task is not None:
+                keys[tag] = lease_key(*task)
+        leased = self.registry.leased_keys(list(keys.values()))
+        return {tag for tag, key in keys.items() if key not in leased}
+
+
+def delivered_task(raw: bytes) -> tuple[str, list] | None:
+    """The docground task name and arguments of an entry of kombu's unacked hash (Celery's message
+    protocol 2: the body is [args, kwargs, embed], base64 encoded); None for anything else."""
+    try:
+        payload = json.loads(raw)[0]
+        name = payload["headers"]["task"]
+        body = payload["body"]
+        if payload.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return (name, list(args)) if str(name).startswith("docground.") else None
 
 
 def task_description(lease: TaskLease) -> str:
