@@ -6,7 +6,9 @@ Every unit of the top chunks is scored on
 - its neighbourhood: the unit after one that restates the question is often the answer ("...the Master
   Settlement Agreement (MSA)." then "The MSA provided for $206 billion..."), so a unit inherits part of
   its predecessor's match (nearly all of it after a colon, before code, or when it opens with an anaphor);
-- the kind of answer asked for: an amount, a time, a command or a section title;
+- the kind of answer asked for: an amount (with what it measures, where the question says), a time, a
+  command (in a code line or in prose) or a section title;
+- what a unit is: a reference-list entry names the topic in its title and answers nothing;
 - novelty: a unit made only of the question's own words restates it.
 (Word-vector similarity to the question was tried as a further term and cost hit@1 on bench/qa.py once
 the hybrid search ranked well: table rows of numbers look like nothing, and it moved only lexical ties.)
@@ -36,6 +38,8 @@ NUMBER_BONUS = 0.25
 # Two translations of one manual (zh-CN, zh-TW) fold to the same terms: the one written as asked wins.
 SAME_SCRIPT_BONUS = 0.1
 RESTATEMENT_PENALTY = 0.1
+# An entry of a reference list names the question's topic in its title, and answers nothing itself.
+BIBLIOGRAPHY_FACTOR = 0.5
 RANK_DECAY = 0.01
 # Relevance, calibrated on bench/qa.py's 183 questions: the best unit's score (at 0.35, 7 of 19 unanswerable
 # questions refused and 2 answerable ones whose first citation would have been right; 0.5 refuses 10 of 19
@@ -59,19 +63,28 @@ _WANTS_TITLE = re.compile(
     r"\bquel chapitre|\bcomment s'intitule|\bwelche[rms]? (abschnitt|kapitel)|\bwie heißt (der|das) (abschnitt|"
     r"kapitel)|哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절", re.IGNORECASE)
 _WANTS_COMMAND = re.compile(
-    r"\b((which|what) (command|option|flag|function|expression|code|line|statement)|how (do|can|should) (i|you|one) "
-    r"(run|call|type|invoke|write)|quelle (commande|option|fonction)|comment (exécuter|lancer|écrire)|"
-    r"welche[rmns]? (befehl|option|funktion|aufruf)|mit welchem (befehl|aufruf)|wie (rufe|schreibe|exportiere|"
-    r"installiere|starte))\b|命令|指令|コマンド|명령|커맨드", re.IGNORECASE)
+    r"\b((which|what) ([\w.-]+ ){0,2}(command|option|flag|function|expression|code|line|statement)|how (do|can|should) "
+    r"(i|you|one) (run|call|type|invoke|write|generate)|quelle (commande|option|fonction)|comment (exécuter|lancer|"
+    r"écrire|générer)|welche[rmns]? (befehl|option|funktion|aufruf)|mit welchem (befehl|aufruf)|wie (rufe|schreibe|"
+    r"exportiere|installiere|starte|erzeuge))\b|命令|指令|コマンド|명령|커맨드", re.IGNORECASE)
 # A unit that looks like code: a prompt, an option, a call, an assignment, a path.
+# An entry of a reference list: "Borgström B, Hreinsson J, et al. Fertility preservation in girls...",
+# "Shao, Z., Wang, P. (2024). ...", "[12] Smith J. ...": authors first, surname then initials.
+_BIBLIOGRAPHY = re.compile(r"\s*(\[\d+\]\s*|\d+\.\s+)?(\w[\w'’-]+ [A-Z]{1,3}(, | and |, and )\w[\w'’-]+ [A-Z]{1,3}\b|"
+                           r"\w[\w'’-]+, ([A-Z]\.\s?)+(,| &| and) )")
 # A sentence that goes on about the previous one's subject: it inherits nearly all of its match.
 _ANAPHOR = re.compile(r"(they|it|its|this|these|those|he|she|their|such|il|elle|ils|elles|ce|cette|ces|er|sie|es|"
                       r"dies|diese|dieser|dieses)\b|它|其|这|该|此|それ|これ|この|その|그|이것", re.IGNORECASE)
 _CODE_START = re.compile(r"\s*([$>%#]\s|:\w|--?[A-Za-z]|[\w.-]+\s+-{1,2}\w|[\w.]+\(|[\w.$]+\s*(<-|=)\s)")
-_CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|"
+# Code in prose counts too: "...use the command make uninstall", "vclear $gridname resets...".
+_CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)\$[A-Za-z_]\w*|\b(use|run|type|with) the command\b|"
+                   r"(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|"
                    r"[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
+# "when" asks for a time where it opens the question ("When was...", "By when..."); inside one it is a
+# conjunction ("Which form is attached when reporting grants?").
 _WANTS_TIME = re.compile(
-    r"\b(when|what (year|date|time|day)|which (year|date|day)|quand|en quelle année|quelle date|wann|"
+    r"^\W*((by|since|until|till) )?when\b|\b(what (year|date|time|day)|which (year|date|day)|quand|"
+    r"en quelle année|quelle date|wann|"
     r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)
 # Numbers that name things rather than count them: "Fig. 3", "Table 2", "[12]", "(5)", "Section 4.1".
 _REFERENCE = re.compile(r"\b(fig(ure)?s?|tab(le)?s?|eqs?|equations?|sections?|sec|chapters?|ch|pages?|p|pp|"
@@ -96,7 +109,8 @@ _ASKS_MONEY = re.compile(
     r"\bwhat (is|was) the (price|cost|fee)\b|combien (co[uû]t|pay|fau[td]-il payer)|\bwie viel (kostet|kosten|"
     r"zahl|bezahl)|多少钱|多少費|费用是多少|会费|いくら(払|かか)|料金|얼마를? (내|지불)|비용은 얼마", re.IGNORECASE)
 _ASKS_DURATION = re.compile(r"\bhow long (does|did|do|will|would|should|can)\b.*\b(take|takes|last|run|need)\b|"
-                            r"\bhow much time\b|\bcombien de temps\b|\bwie lange (dauert|braucht)|多长时间|多久|"
+                            r"\bhow much time\b|\bcombien de (temps|jours|heures|minutes|secondes|semaines|mois)\b|"
+                            r"\bwie lange\b|\bwie viele (tage|stunden|minuten|sekunden|wochen|monate)\b|多长时间|多久|"
                             r"どのくらいの時間|何分|何秒|얼마나 걸", re.IGNORECASE)
 _ASKS_SIZE = re.compile(r"\b(how (big|large)|how much (disk|memory|storage|space)|disk space|espace disque|"
                         r"speicherplatz|plattenplatz|(what|quelle|welche) (is|est|ist) (the|la|die) ((max|min)\w* )?"
@@ -219,6 +233,8 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
         after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
         # a unit inherits its neighbours' match only for what it does not match itself
         inherited = lead * question.matched(before) + NEIGHBOUR_AFTER * question.matched(after)
+        if _BIBLIOGRAPHY.match(text, unit.start, unit.end):
+            own *= BIBLIOGRAPHY_FACTOR
         if _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end):
             # "...run the following command:", "...are listed below": it promises the answer, which is elsewhere
             own *= INTRODUCTION_FACTOR
@@ -292,6 +308,9 @@ def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     asks = _asks_for(question)
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
     found = [c for c in found if c.score > 0 or c.own > 0]
+    measure = _measure_asked(question)
+    for c in found if measure else []:  # "what share...": a unit with a percentage over one without
+        c.score += NUMBER_BONUS * (c.own > 0 and measure.held_by(c.text, c.unit.header))
     found.sort(key=lambda c: (-c.score, c.rank, c.unit.start))  # ties broken the same way every time
     return found
 

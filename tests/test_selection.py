@@ -160,6 +160,51 @@ def test_sparse_terms_fold_traditional_chinese_and_keep_cjk_unigrams():
     assert len(ids) == 2 and sorted(weights) == [sparse.UNIGRAM_QUERY_WEIGHT, 1.0]
 
 
+def test_when_inside_a_question_is_a_conjunction_and_asks_for_no_time():
+    text = "Scholarship and fellowship grants. Attach Form 1042-S or the required statement."
+    question = "Which form should be attached when reporting scholarship and fellowship grants?"
+    assert selection.is_relevant(question, selection.candidates(question, [_hit(text)]))
+    assert selection._asks_for("By when was the factory supposed to finish?") == "time"
+
+
+def test_a_reference_list_entry_does_not_outrank_the_sentence_that_answers():
+    references = _hit("Borgström B, Hreinsson J, Rasmussen C, et al. Fertility preservation in girls with Turner "
+                      "syndrome: prognostic signs of the presence of ovarian follicles. J Clin Endocrinol Metab. "
+                      "2009;94:74-80.")
+    body = _hit("Approximately 30% of girls with Turner syndrome enter puberty spontaneously, but only 1% are "
+                "fertile without help.", n=3)
+    question = "What share of girls with Turner syndrome are fertile?"
+    found = selection.candidates(question, [references, body])
+    assert selection.is_relevant(question, found)
+    assert found[0].text.startswith("Approximately 30%")
+
+
+@pytest.mark.parametrize("question, text, answer", [
+    ("Which gnuplot command resets a voxel grid to all zeros?",
+     "Resets the value of all voxels in an existing grid to zero. vclear $gridname resets an existing voxel grid "
+     "to contain all zero values.", "vclear $gridname"),
+    ("What command removes all files installed from a source distribution?",
+     "Fedora users can install a recent version from a source distribution with the command dnf "
+     "--enablerepo=rawhide install asymptote. To uninstall all files installed from a source distribution, use "
+     "the command make uninstall.", "To uninstall"),
+    ("Wie erzeuge ich das Datum im richtigen Format für einen Changelog-Eintrag?",
+     "Sie können den Changelog-Eintrag im richtigen Format bereinigen. Um das Datum in das benötigte Format zu "
+     "bekommen, verwenden Sie LANG=C date -R.", "Um das Datum"),
+])
+def test_a_command_question_prefers_the_unit_that_holds_a_command(question, text, answer):
+    found = selection.candidates(question, [_hit(text)])
+    assert found[0].text.startswith(answer) or answer in found[0].text
+
+
+def test_a_duration_question_in_french_or_german_wants_a_duration():
+    question = "Wie lange hat ein Betreuer Zeit, einer Paketbergung zu widersprechen?"
+    assert not selection.is_relevant(question, selection.candidates(
+        question, [_hit("Ein Betreuer kann einer Paketbergung widersprechen, 3 Mitbetreuer ebenso.")]))
+    assert selection.is_relevant(question, selection.candidates(
+        question, [_hit("Ein Betreuer hat 21 Tage Zeit, einer Paketbergung zu widersprechen.")]))
+    assert selection._measure_asked("Jusqu'à combien de jours peut-on retarder un envoi ?") is selection.DURATION
+
+
 def test_a_command_question_cites_the_command_after_its_introduction_first():
     text = ("Debian packages are built from source.\n\nTo find the packages a new build needs, run the "
             "following command:\n\n$ dpkg-depcheck -d ./configure\n\nOther tools exist as well.")
