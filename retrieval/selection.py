@@ -80,6 +80,10 @@ _CODE_START = re.compile(r"\s*([$>%#]\s|:\w|--?[A-Za-z]|[\w.-]+\s+-{1,2}\w|[\w.]
 _CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)\$[A-Za-z_]\w*|\b(use|run|type|with) the command\b|"
                    r"(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|"
                    r"[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
+_WANTS_FORMULA = re.compile(r"\b(formula|equation|expression|computed|calculated|formule|équation|formel|gleichung|"
+                            r"berechnet)\b|公式|数式|수식", re.IGNORECASE)
+# A formula: a relation or an operator between terms ("k× 144 + 256", "y ~ x + I(x^2)", "WE = ...").
+_FORMULA = re.compile(r"[=≤≥≈~∈×∑√^]|\w\s*[+·−]\s*\w|\d\s*[*/]\s*\d")
 # "when" asks for a time where it opens the question ("When was...", "By when..."); inside one it is a
 # conjunction ("Which form is attached when reporting grants?").
 _WANTS_TIME = re.compile(
@@ -203,10 +207,14 @@ def _answer_type_bonus(kind: str, text: str) -> float:
         return NUMBER_BONUS
     if kind == "command" and _CODE.search(text):
         return NUMBER_BONUS
+    if kind == "formula" and _FORMULA.search(text):
+        return NUMBER_BONUS
     return 0.0
 
 
 def _asks_for(question: str) -> str:
+    if _WANTS_FORMULA.search(question):
+        return "formula"
     if _WANTS_TITLE.search(question):
         return "title"
     if _WANTS_COMMAND.search(question):

@@ -196,6 +196,16 @@ def test_a_command_question_prefers_the_unit_that_holds_a_command(question, text
     assert found[0].text.startswith(answer) or answer in found[0].text
 
 
+def test_a_formula_question_cites_the_formula_not_the_sentence_naming_its_symbols():
+    definition = _hit("V P is TableFormer's prediction variation percentage after perturbation.")
+    display = _hit("To evaluate robustness after perturbations, we also report a lower bound of example prediction "
+                   "variation percentage:\n\nV P = (t2f + f2t) / (t2t + t2f + f2t + f2f) (5)\n\nwhere t2t, t2f, "
+                   "f2t and f2f count predictions turning from correct to correct, and so on.", n=1)
+    found = selection.candidates("In TableFormer's prediction variation percentage formula, what is the "
+                                 "denominator?", [definition, display])
+    assert found[0].text.startswith("V P = (t2f")
+
+
 def test_a_duration_question_in_french_or_german_wants_a_duration():
     question = "Wie lange hat ein Betreuer Zeit, einer Paketbergung zu widersprechen?"
     assert not selection.is_relevant(question, selection.candidates(
