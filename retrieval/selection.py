@@ -90,6 +90,9 @@ _WANTS_TIME = re.compile(
     r"^\W*((by|since|until|till) )?when\b|\b(what (year|date|time|day)|which (year|date|day)|quand|"
     r"en quelle année|quelle date|wann|"
     r"in welchem jahr|an welchem tag|cuándo)\b|何年|何日|何時|いつ|哪一?年|何时|什么时候|언제|몇 ?년", re.IGNORECASE)
+# A time of day: "At what time is the report?" wants "6:05", not the meeting's year.
+_WANTS_CLOCK = re.compile(r"\b((at )?what time|à quelle heure|um wie ?viel uhr)\b|几点|何時に|몇 시", re.IGNORECASE)
+_CLOCK = re.compile(r"\b\d{1,2}[:h]\d{2}\b|\b\d{1,2}\s?[ap]\.?m\b|\d{1,2}\s?(点|時|시)", re.IGNORECASE)
 # Numbers that name things rather than count them: "Fig. 3", "Table 2", "[12]", "(5)", "Section 4.1".
 _REFERENCE = re.compile(r"\b(fig(ure)?s?|tab(le)?s?|eqs?|equations?|sections?|sec|chapters?|ch|pages?|p|pp|"
                         r"abb|tabelle|abschnitt|kapitel|seite|chapitre|page|tableau|图|表|第)\.?\s*[\dIVX]+(\.\d+)*|"
@@ -205,6 +208,8 @@ def _answer_type_bonus(kind: str, text: str) -> float:
         return NUMBER_BONUS
     if kind == "time" and YEAR.search(text):
         return NUMBER_BONUS
+    if kind == "clock" and _CLOCK.search(text):
+        return NUMBER_BONUS
     if kind == "command" and _CODE.search(text):
         return NUMBER_BONUS
     if kind == "formula" and _FORMULA.search(text):
@@ -221,6 +226,8 @@ def _asks_for(question: str) -> str:
         return "command"
     if _WANTS_AMOUNT.search(question):
         return "amount"
+    if _WANTS_CLOCK.search(question):
+        return "clock"
     return "time" if _WANTS_TIME.search(question) else ""
 
 

@@ -206,6 +206,15 @@ def test_a_formula_question_cites_the_formula_not_the_sentence_naming_its_symbol
     assert found[0].text.startswith("V P = (t2f")
 
 
+def test_a_time_of_day_question_cites_a_clock_time_not_a_year():
+    minutes = _hit("The treasurer's summary of the February 2018 meeting.")
+    agenda = _hit("Agenda of the meeting:\n\n- 6:00 - 6:05 Welcome\n- 6:05 - 6:15 Principal's Report\n"
+                  "- 6:15 - 6:25 Committee Reports", n=1)
+    found = selection.candidates("At what time is the Principal's Report scheduled at the February 2018 Miner PTO "
+                                 "meeting?", [minutes, agenda])
+    assert "6:05" in found[0].text
+
+
 def test_a_duration_question_in_french_or_german_wants_a_duration():
     question = "Wie lange hat ein Betreuer Zeit, einer Paketbergung zu widersprechen?"
     assert not selection.is_relevant(question, selection.candidates(
