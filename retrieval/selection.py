@@ -60,8 +60,9 @@ _WANTS_TITLE = re.compile(
     r"\b(which|what) (section|chapter|subsection|part|table|figure)\b|\btitle of the (table|figure)|"
     r"\btitre d[ue] (la |l')?(tableau|figure|section)|\bquel (tableau|titre)|\bwelche (tabelle|abbildung)|"
     r"哪[个張张]?[表图]|どの[表図]|[表図]の番号|어느 (표|그림)|\bsection number|\bquelle (section|partie)|"
-    r"\bquel chapitre|\bcomment s'intitule|\bwelche[rms]? (abschnitt|kapitel)|\bwie heißt (der|das) (abschnitt|"
-    r"kapitel)|哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절", re.IGNORECASE)
+    r"\bquel chapitre|\bcomment s'intitule|\bwelche[rms]? (abschnitt|kapitel)|überschrieben|"
+    r"\bwie heißt (der|das) (abschnitt|kapitel)|哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절",
+    re.IGNORECASE)
 _WANTS_COMMAND = re.compile(
     r"\b((which|what) ([\w.-]+ ){0,2}(command|option|flag|function|expression|code|line|statement)|how (do|can|should) "
     r"(i|you|one) (run|call|type|invoke|write|generate)|quelle (commande|option|fonction)|comment (exécuter|lancer|"
@@ -84,6 +85,11 @@ _WANTS_FORMULA = re.compile(r"\b(formula|equation|expression|computed|calculated
                             r"berechnet)\b|公式|数式|수식", re.IGNORECASE)
 # A formula: a relation or an operator between terms ("k× 144 + 256", "y ~ x + I(x^2)", "WE = ...").
 _FORMULA = re.compile(r"[=≤≥≈~∈×∑√^]|\w\s*[+·−]\s*\w|\d\s*[*/]\s*\d")
+# The section a question names by number: "section 1.4", "Abschnitt 4.1", "3.1节", "6.2.2절".
+_SECTION_NAMED = re.compile(r"\b(sections?|sec\.|chapters?|chapitre|partie|abschnitt|kapitel)\s*(\d+(?:\.\d+)*)|"
+                            r"(\d+(?:\.\d+)*)\s*(节|절|章)", re.IGNORECASE)
+NUMBERED_HEADING_BONUS = 1.0
+_URL = re.compile(r"\b(https?://|www\.)\S+", re.IGNORECASE)
 # "when" asks for a time where it opens the question ("When was...", "By when..."); inside one it is a
 # conjunction ("Which form is attached when reporting grants?").
 _WANTS_TIME = re.compile(
@@ -203,7 +209,9 @@ class Candidate:
 
 
 def _answer_type_bonus(kind: str, text: str) -> float:
-    """A question for an amount or a time wants a unit that holds one (a year is no amount)."""
+    """A question for an amount or a time wants a unit that holds one (a year is no amount, nor are the
+    digits of a web address)."""
+    text = _URL.sub(" ", text)
     if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", YEAR.sub("", _DATE.sub("", text)))):
         return NUMBER_BONUS
     if kind == "time" and YEAR.search(text):
@@ -231,7 +239,7 @@ def _asks_for(question: str) -> str:
     return "time" if _WANTS_TIME.search(question) else ""
 
 
-def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[Candidate]:
+def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str, section: str) -> list[Candidate]:
     text = hit.payload.get("text", "")
     cut = units(text, hit.payload.get("spans"))
     expand = acronyms(text)
@@ -243,6 +251,8 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str) -> list[C
         own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
         if unit.kind in ("header", "heading", "caption"):  # a title names the topic; the answer is under it
             own *= TITLE_FACTOR if asks == "title" and unit.kind != "header" else HEADER_ROW_FACTOR
+        if unit.kind == "heading" and section and _numbered(text[unit.start:unit.end], section):
+            own += NUMBERED_HEADING_BONUS  # "What is section 1.4 called?": the heading numbered 1.4
         lead = _lead(text, cut[i - 1], unit) if i > 0 and unit.kind != "header" else 0.0  # a header names, not answers
         before = found[i - 1] if lead else set()
         after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
@@ -316,12 +326,18 @@ def expansion(text: str, expand: dict[str, str]) -> str:
     return "".join(" " + long for short, long in expand.items() if short in text)
 
 
+def _numbered(heading: str, number: str) -> bool:
+    return re.match(rf"\s*#*\s*{re.escape(number)}\.?(\s|$)", heading) is not None
+
+
 def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     """Units of the top chunks, best first."""
     top = hits[:RERANK_DEPTH]
     terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
+    named = _SECTION_NAMED.search(question)
+    section = (named.group(2) or named.group(3)) if named else ""
     asks = _asks_for(question)
-    found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks)]
+    found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks, section)]
     found = [c for c in found if c.score > 0 or c.own > 0]
     measure = _measure_asked(question)
     for c in found if measure else []:  # "what share...": a unit with a percentage over one without

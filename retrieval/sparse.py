@@ -18,7 +18,7 @@ from .tokens import terms, unigrams
 __all__ = ["VERSION", "document_vector", "query_vector", "term_id", "terms"]
 
 # Part of the pipeline fingerprint: a change here re-indexes documents on their next ingest.
-VERSION = "3"
+VERSION = "4"
 K1 = 1.2
 UNIGRAM_QUERY_WEIGHT = 0.3
 B = 0.75

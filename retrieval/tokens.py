@@ -3,7 +3,8 @@
 Text is folded first (NFKC, so full-width forms become half-width; lower case; Chinese to simplified
 characters with OpenCC, so simplified and traditional spellings meet). Latin-script text is split into
 words; Chinese, Japanese and Korean runs become overlapping character bigrams (single characters where a
-run has one), so a CJK query matches without a word segmenter.
+run has one), so a CJK query matches without a word segmenter. Dotted numbers (section and version
+numbers) are also terms as a whole.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import opencc
 from docground.ingest.builders import CJK_CHAR, UNSPACED_CHAR
 
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+# A dotted number is also one term: "section 1.4", "gnuplot 5.4", "6.2.2." name one thing, and their
+# parts alone ("1", "4") are too common to find it.
+_DOTTED = re.compile(r"(?<![\d.])\d+(?:\.\d+)+")
 
 
 def _split_cjk(word: str) -> list[str]:
@@ -62,4 +66,4 @@ def terms(text: str) -> list[str]:
     out: list[str] = []
     for word in _TOKEN.findall(text):
         out += _split_cjk(word) if CJK_CHAR.search(word) else [word]
-    return out
+    return out + _DOTTED.findall(text)

@@ -8,6 +8,7 @@ from docground.retrieval import selection, sparse
 from docground.retrieval.embeddings import DEFAULT_MODEL, model_languages
 from docground.retrieval.lexical import QueryTerms, language_of, query_language
 from docground.retrieval.store import Hit
+from docground.retrieval.tokens import terms
 from docground.retrieval.units import units
 
 
@@ -213,6 +214,22 @@ def test_a_time_of_day_question_cites_a_clock_time_not_a_year():
     found = selection.candidates("At what time is the Principal's Report scheduled at the February 2018 Miner PTO "
                                  "meeting?", [minutes, agenda])
     assert "6:05" in found[0].text
+
+
+def test_a_question_naming_a_section_number_cites_the_heading_numbered_so():
+    text = ("Si vous avez besoin d'aide sur l'empaquetage, veuillez consulter la section 1.4 du guide.\n\n"
+            "## 1.3 Autres guides du responsable\n\nLe guide du nouveau responsable Debian en cite d'autres.\n\n"
+            "## 1.4 Où demander de l'aide\n\nAvant de poser une question, lisez la documentation.")
+    found = selection.candidates("Comment s'intitule la section 1.4 du Guide du nouveau responsable Debian ?",
+                                 [_hit(text)])
+    assert found[0].text.endswith("1.4 Où demander de l'aide")
+    assert "1.4" in terms("gnuplot 5.4 et la section 1.4") and "5.4" in terms("gnuplot 5.4")
+
+
+def test_the_digits_of_a_web_address_are_no_year():
+    question = "On what date was R version 1.0.0 released?"
+    text = "Revolution Analytics released REvolution R (see https://blog.example.com/2016/01/r-open.html)."
+    assert not selection.is_relevant(question, selection.candidates(question, [_hit(text)]))
 
 
 def test_a_duration_question_in_french_or_german_wants_a_duration():

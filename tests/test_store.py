@@ -78,7 +78,7 @@ def test_the_embedded_store_persists_and_admits_one_process(tmp_path):
 
 def test_sparse_terms():
     assert sparse.terms("知识库") == ["知识", "识库"]
-    assert sparse.terms("Revenue grew 7.9%") == ["revenue", "grew", "7", "9"]
+    assert sparse.terms("Revenue grew 7.9%") == ["revenue", "grew", "7", "9", "7.9"]  # a dotted number also whole
     assert sparse.terms("한국어 문서") == ["한국", "국어", "문서"]
     ids, values = sparse.document_vector("cat cat dog")  # words that are their own stems
     assert len(ids) == 2 and values[ids.index(sparse.term_id("cat"))] > values[ids.index(sparse.term_id("dog"))]
