@@ -51,6 +51,9 @@ BEST_MIN = 0.35
 # Or two units that hold this share of the question's weighted terms between them.
 TOGETHER_MIN = 0.6
 TYPED_READ = 3
+# How much of the question a unit must hold for the asked-for measure's figure to lift it (OCR noise with a
+# "$" in it holds little of it).
+MEASURE_TOPIC_MIN = 0.2
 ANSWER_SHARE = 0.6
 _WANTS_AMOUNT = re.compile(
     r"\b(how (many|much|long|old|often|far|big|large|high)|what (percentage|amount|number|size|price|cost)|"
@@ -340,8 +343,11 @@ def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks, section)]
     found = [c for c in found if c.score > 0 or c.own > 0]
     measure = _measure_asked(question)
-    for c in found if measure else []:  # "what share...": a unit with a percentage over one without
-        c.score += NUMBER_BONUS * (c.own > 0 and measure.held_by(c.text, c.unit.header))
+    for c in found if measure else []:
+        # "what share...", "how much did they pay": the figure of what is asked lifts a unit about the
+        # question; a figure of something else loses the amount's bonus
+        held = c.own >= MEASURE_TOPIC_MIN and measure.held_by(c.text, c.unit.header)
+        c.score += NUMBER_BONUS if held else -_answer_type_bonus(asks, c.text)
     found.sort(key=lambda c: (-c.score, c.rank, c.unit.start))  # ties broken the same way every time
     return found
 

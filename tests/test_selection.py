@@ -154,6 +154,15 @@ def test_an_amount_question_needs_a_figure_of_what_it_measures(question, unanswe
     assert selection.is_relevant(question, selection.candidates(question, [_hit(answered)]))
 
 
+def test_a_stray_currency_sign_in_ocr_noise_does_not_answer_a_money_question():
+    question = "How much did Philip Morris pay to be a gold sponsor of Ethical Corporation Asia 2004?"
+    story = _hit("On 26 May 2004, observers noticed that BAT and Philip Morris were getting top billing as gold "
+                 "sponsors of Ethical Corporation Asia 2004. Despite Philip Morris being a gold sponsor, a few "
+                 "emails made the organisers think again. The conference went ahead in Hong Kong.")
+    noise = _hit("r eg $ Hear how to reach standaids for enviro magmas foo click here to ope ~sponsoring?", n=1)
+    assert not selection.is_relevant(question, selection.candidates(question, [story, noise]))
+
+
 def test_a_table_column_named_for_the_measure_holds_its_bare_figures():
     text = "| Package | Popcon | Size | Locale |\n| --- | --- | --- | --- |\n| ibus-mozc | V:1, I:2 | 1037 | ja |"
     question = "What is the size of the ibus-mozc package?"
