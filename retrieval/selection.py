@@ -71,7 +71,6 @@ _WANTS_COMMAND = re.compile(
     r"(i|you|one) (run|call|type|invoke|write|generate)|quelle (commande|option|fonction)|comment (exécuter|lancer|"
     r"écrire|générer)|welche[rmns]? (befehl|option|funktion|aufruf)|mit welchem (befehl|aufruf)|wie (rufe|schreibe|"
     r"exportiere|installiere|starte|erzeuge))\b|命令|指令|コマンド|명령|커맨드", re.IGNORECASE)
-# A unit that looks like code: a prompt, an option, a call, an assignment, a path.
 # An entry of a reference list: "Borgström B, Hreinsson J, et al. Fertility preservation in girls...",
 # "Shao, Z., Wang, P. (2024). ...", "[12] Smith J. ...": authors first, surname then initials.
 _BIBLIOGRAPHY = re.compile(r"\s*(\[\d+\]\s*|\d+\.\s+)?(\w[\w'’-]+ [A-Z]{1,3}(, | and |, and )\w[\w'’-]+ [A-Z]{1,3}\b|"
@@ -80,7 +79,8 @@ _BIBLIOGRAPHY = re.compile(r"\s*(\[\d+\]\s*|\d+\.\s+)?(\w[\w'’-]+ [A-Z]{1,3}(,
 _ANAPHOR = re.compile(r"(they|it|its|this|these|those|he|she|their|such|il|elle|ils|elles|ce|cette|ces|er|sie|es|"
                       r"dies|diese|dieser|dieses)\b|它|其|这|该|此|それ|これ|この|その|그|이것", re.IGNORECASE)
 _CODE_START = re.compile(r"\s*([$>%#]\s|:\w|--?[A-Za-z]|[\w.-]+\s+-{1,2}\w|[\w.]+\(|[\w.$]+\s*(<-|=)\s)")
-# Code in prose counts too: "...use the command make uninstall", "vclear $gridname resets...".
+# A unit that looks like code: a prompt, an option, a call, an assignment, a path; code in prose counts too
+# ("...use the command make uninstall", "vclear $gridname resets...").
 _CODE = re.compile(r"(^|\s)[$>%#]\s|(^|\s)\$[A-Za-z_]\w*|\b(use|run|type|with) the command\b|"
                    r"(^|\s)--?[A-Za-z]|\w\(|[:=]\s*\w+\(|(^|\s):\w|\s->\s|/[\w.-]+/|"
                    r"[\w-]+\.(sh|py|conf|cf|rhs|txt)\b")
@@ -212,8 +212,8 @@ class Candidate:
 
 
 def _answer_type_bonus(kind: str, text: str) -> float:
-    """A question for an amount or a time wants a unit that holds one (a year is no amount, nor are the
-    digits of a web address)."""
+    """A question for an amount, a time, a command or a formula wants a unit that holds one (a year is no
+    amount; a web address holds none of them)."""
     text = _URL.sub(" ", text)
     if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", YEAR.sub("", _DATE.sub("", text)))):
         return NUMBER_BONUS
@@ -242,7 +242,30 @@ def _asks_for(question: str) -> str:
     return "time" if _WANTS_TIME.search(question) else ""
 
 
-def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str, section: str) -> list[Candidate]:
+@dataclass(frozen=True)
+class Asked:
+    """What a question asks for, read once: the kind of answer, what an amount measures, a section number."""
+    kind: str
+    measure: Measure | None
+    section: str
+
+    @classmethod
+    def of(cls, question: str) -> Asked:
+        named = _SECTION_NAMED.search(question)
+        section = (named.group(2) or named.group(3)) if named else ""
+        return cls(_asks_for(question), _measure_asked(question), section)
+
+    def bonus(self, text: str, header: str, own: float) -> float:
+        """The answer type's bonus. Where the question says what an amount measures ("what share...", "how
+        much did they pay"), only a unit about the question holding a figure of it gains, and more; a
+        figure of something else gains nothing."""
+        bonus = _answer_type_bonus(self.kind, text)
+        if self.measure is None:
+            return bonus
+        return bonus + NUMBER_BONUS if own >= MEASURE_TOPIC_MIN and self.measure.held_by(text, header) else 0.0
+
+
+def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asked: Asked) -> list[Candidate]:
     text = hit.payload.get("text", "")
     cut = units(text, hit.payload.get("spans"))
     expand = acronyms(text)
@@ -253,8 +276,8 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str, section: 
         extra = question.of(unit.header) - own_terms if unit.header else set()
         own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
         if unit.kind in ("header", "heading", "caption"):  # a title names the topic; the answer is under it
-            own *= TITLE_FACTOR if asks == "title" and unit.kind != "header" else HEADER_ROW_FACTOR
-        if unit.kind == "heading" and section and _numbered(text[unit.start:unit.end], section):
+            own *= TITLE_FACTOR if asked.kind == "title" and unit.kind != "header" else HEADER_ROW_FACTOR
+        if unit.kind == "heading" and asked.section and _numbered(text[unit.start:unit.end], asked.section):
             own += NUMBERED_HEADING_BONUS  # "What is section 1.4 called?": the heading numbered 1.4
         lead = _lead(text, cut[i - 1], unit) if i > 0 and unit.kind != "header" else 0.0  # a header names, not answers
         before = found[i - 1] if lead else set()
@@ -266,7 +289,7 @@ def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asks: str, section: 
         if _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end):
             # "...run the following command:", "...are listed below": it promises the answer, which is elsewhere
             own *= INTRODUCTION_FACTOR
-        score = own + max(0.0, 1.0 - own) * inherited + _answer_type_bonus(asks, text[unit.start:unit.end])
+        score = own + max(0.0, 1.0 - own) * inherited + asked.bonus(text[unit.start:unit.end], unit.header, own)
         score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])
         if own_terms and question.novelty(own_terms) < 0.25:
             score -= RESTATEMENT_PENALTY
@@ -337,17 +360,9 @@ def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     """Units of the top chunks, best first."""
     top = hits[:RERANK_DEPTH]
     terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
-    named = _SECTION_NAMED.search(question)
-    section = (named.group(2) or named.group(3)) if named else ""
-    asks = _asks_for(question)
-    found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asks, section)]
+    asked = Asked.of(question)
+    found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asked)]
     found = [c for c in found if c.score > 0 or c.own > 0]
-    measure = _measure_asked(question)
-    for c in found if measure else []:
-        # "what share...", "how much did they pay": the figure of what is asked lifts a unit about the
-        # question; a figure of something else loses the amount's bonus
-        held = c.own >= MEASURE_TOPIC_MIN and measure.held_by(c.text, c.unit.header)
-        c.score += NUMBER_BONUS if held else -_answer_type_bonus(asks, c.text)
     found.sort(key=lambda c: (-c.score, c.rank, c.unit.start))  # ties broken the same way every time
     return found
 
@@ -355,10 +370,11 @@ def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
 def is_relevant(question: str, found: list[Candidate]) -> bool:
     """Whether the retrieved text answers the question, or is only the nearest noise: the best unit must
     be well supported, and a question for an amount or a time needs one among the best units."""
-    asks = _asks_for(question)
-    if asks in ("amount", "time") and not any(_answer_type_bonus(asks, c.text) for c in found[:TYPED_READ]):
+    asked = Asked.of(question)
+    if asked.kind in ("amount", "time") and not any(_answer_type_bonus(asked.kind, c.text)
+                                                    for c in found[:TYPED_READ]):
         return False
-    measure = _measure_asked(question)
+    measure = asked.measure
     if measure and not any(measure.held_by(c.text, c.unit.header) for c in found[:TYPED_READ]):
         return False
     if not found:
