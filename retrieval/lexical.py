@@ -90,6 +90,7 @@ def query_language(text: str) -> str:
     return ISO_CODES[language_of(text)]
 
 
+@lru_cache(maxsize=200_000)
 def is_topic(term: str) -> bool:
     if term in STOPWORDS or term in CJK_STOP or _KANA_ONLY.match(term):
         return False
@@ -112,12 +113,12 @@ def topic_terms(text: str, language: str | None = None) -> set[str]:
 
 
 class QueryTerms:
-    """A question's topic terms with weights: rarer among the retrieved texts weighs more."""
+    """A question's topic terms with weights: rarer among the retrieved texts weighs more. `found` holds
+    each retrieved text's terms as `of` reads them (stemmed in the question's language)."""
 
-    def __init__(self, question: str, texts: list[str]):
+    def __init__(self, question: str, found: list[set[str]]):
         self.language = language_of(question)
         wanted = topic_terms(question, self.language) or set(stems(question, self.language))
-        found = [set(stems(t, self.language)) for t in texts]
         n = max(len(found), 1)
         self.weights = {}
         for t in sorted(wanted):  # one order: sums of float weights must not depend on the hash seed

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .lexical import QueryTerms
+from .lexical import QueryTerms, language_of, stems
 from .store import Hit
 from .units import DIGIT, YEAR, Unit, units
 
@@ -265,25 +265,47 @@ class Asked:
         return bonus + NUMBER_BONUS if own >= MEASURE_TOPIC_MIN and self.measure.held_by(text, header) else 0.0
 
 
-def _score_chunk(question: QueryTerms, hit: Hit, rank: int, asked: Asked) -> list[Candidate]:
+@dataclass(frozen=True)
+class _Read:
+    """A retrieved chunk cut into units, with each unit's terms (acronyms expanded) in the question's language."""
+
+    hit: Hit
+    cut: list[Unit]
+    found: list[set[str]]
+
+    @classmethod
+    def of(cls, hit: Hit, language: str) -> _Read:
+        text = hit.payload.get("text", "")
+        cut = units(text, hit.payload.get("spans"))
+        expand = acronyms(text)
+        return cls(hit, cut, [set(stems(text[u.start:u.end] + expansion(text[u.start:u.end], expand), language))
+                              for u in cut])
+
+    @property
+    def terms(self) -> set[str]:
+        """The chunk's terms: its units' together (the text between units is markup)."""
+        return set().union(*self.found)
+
+
+def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> list[Candidate]:
+    hit, cut, found = read.hit, read.cut, read.found
     text = hit.payload.get("text", "")
-    cut = units(text, hit.payload.get("spans"))
-    expand = acronyms(text)
-    found = [question.of(text[u.start:u.end] + expansion(text[u.start:u.end], expand)) for u in cut]
+    share = [question.matched(f) for f in found]
+    headers = {h: question.of(h) for h in {u.header for u in cut if u.header}}  # a table's rows share one
     out = []
     for i, unit in enumerate(cut):
         own_terms = found[i]
-        extra = question.of(unit.header) - own_terms if unit.header else set()
-        own = question.matched(own_terms) + HEADER_WEIGHT * question.matched(extra)
+        extra = headers[unit.header] - own_terms if unit.header else set()
+        own = share[i] + HEADER_WEIGHT * question.matched(extra)
         if unit.kind in ("header", "heading", "caption"):  # a title names the topic; the answer is under it
             own *= TITLE_FACTOR if asked.kind == "title" and unit.kind != "header" else HEADER_ROW_FACTOR
         if unit.kind == "heading" and asked.section and _numbered(text[unit.start:unit.end], asked.section):
             own += NUMBERED_HEADING_BONUS  # "What is section 1.4 called?": the heading numbered 1.4
         lead = _lead(text, cut[i - 1], unit) if i > 0 and unit.kind != "header" else 0.0  # a header names, not answers
         before = found[i - 1] if lead else set()
-        after = found[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else set()
+        after = share[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else 0.0
         # a unit inherits its neighbours' match only for what it does not match itself
-        inherited = lead * question.matched(before) + NEIGHBOUR_AFTER * question.matched(after)
+        inherited = lead * share[i - 1] + NEIGHBOUR_AFTER * after
         if _BIBLIOGRAPHY.match(text, unit.start, unit.end):
             own *= BIBLIOGRAPHY_FACTOR
         if _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end):
@@ -358,10 +380,12 @@ def _numbered(heading: str, number: str) -> bool:
 
 def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     """Units of the top chunks, best first."""
-    top = hits[:RERANK_DEPTH]
-    terms = QueryTerms(question, [h.payload.get("text", "") for h in hits])
+    language = language_of(question)
+    read = [_Read.of(hit, language) for hit in hits[:RERANK_DEPTH]]
+    below = [set(stems(h.payload.get("text", ""), language)) for h in hits[RERANK_DEPTH:]]
+    terms = QueryTerms(question, [r.terms for r in read] + below)
     asked = Asked.of(question)
-    found = [c for rank, hit in enumerate(top) for c in _score_chunk(terms, hit, rank, asked)]
+    found = [c for rank, r in enumerate(read) for c in _score_chunk(terms, r, rank, asked)]
     found = [c for c in found if c.score > 0 or c.own > 0]
     found.sort(key=lambda c: (-c.score, c.rank, c.unit.start))  # ties broken the same way every time
     return found

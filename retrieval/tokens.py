@@ -63,7 +63,7 @@ def unigrams(text: str) -> list[str]:
 
 def terms(text: str) -> list[str]:
     text = fold(text)
-    out: list[str] = []
-    for word in _TOKEN.findall(text):
-        out += _split_cjk(word) if CJK_CHAR.search(word) else [word]
-    return out + _DOTTED.findall(text)
+    words = _TOKEN.findall(text)
+    if CJK_CHAR.search(text):  # most texts have no CJK run to split: one search, not one a word
+        words = [t for word in words for t in (_split_cjk(word) if CJK_CHAR.search(word) else [word])]
+    return words + _DOTTED.findall(text)

@@ -23,6 +23,7 @@ ABBREVIATIONS = frozenset("""e.g i.e etc fig figs eq eqs al cf vs dr mr mrs ms p
     resp approx ca incl ref refs tab st jr sr inc ltd co corp dept univ est min max z.b d.h bzw usw vgl nr s ggf
     u.a evtl bspw abb abs art ca. env p.ex cf. mme m mm éd""".split())
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
+WORD_WINDOW = 24
 _MARKUP_LEAD = "#>-*+| \t"
 # Rows of cells set apart on one line that make a paragraph a table: at least this many rows...
 GRID_MIN_ROWS = 3
@@ -55,7 +56,9 @@ class Unit:
 def _ends_sentence(text: str, dot: int) -> bool:
     if text[dot] != ".":
         return True
-    word = _WORD_BEFORE.search(text[:dot])
+    # the word before the dot, looked for in a short window: searching the whole prefix for a match that
+    # ends at its end is quadratic, and a word longer than the window is no abbreviation and no initial
+    word = _WORD_BEFORE.search(text, max(0, dot - WORD_WINDOW), dot)
     if not word:
         return True
     w = word.group(1).lower().rstrip(".")
