@@ -25,6 +25,9 @@ SPARSE = "sparse"
 # in the middle (on bench/qa.py the answering chunk reached the top 5 for 108 of 158 questions at k=60,
 # 129 at k=5, equal weights).
 RRF_K = 5
+# Fused scores tie in pairs (rank r of one ranking, rank r of the other): the engine is asked for a few
+# past the cut, so the tie that straddles it is decided by id here.
+TIE_SLACK = 4
 PREFETCH_FACTOR = 4
 MIN_PREFETCH = 24
 # The sparse query keeps at most this many terms, the heaviest first: each term is a posting list the
@@ -105,10 +108,11 @@ class ChunkStore(Protocol):
     def close(self) -> None: ...
 
 
-def _in_order(hits: list[Hit]) -> list[Hit]:
-    """Best first, equal fused scores (frequent: ranks tie) by id, so the same query answers the same way
-    on every run; the engine leaves the order of ties open."""
-    return sorted(hits, key=lambda h: (-h.score, h.id))
+def _in_order(hits: list[Hit], limit: int) -> list[Hit]:
+    """The first `limit`, best first, equal fused scores (frequent: ranks tie) by id, so the same query
+    answers the same way on every run: the engine leaves the order of ties open, and which of a tie it
+    keeps at the cut too (it is asked for TIE_SLACK more)."""
+    return sorted(hits, key=lambda h: (-h.score, h.id))[:limit]
 
 
 def _indexed(record) -> IndexedChunk:
@@ -213,12 +217,12 @@ class EdgeStore:
             prefetches.append(q.Prefetch(limit=depth, query=q.Query.Nearest(q.SparseVector(*bounded(sparse)),
                                                                             using=SPARSE), filter=flt))
         weights = [dense_weight, 1.0][:len(prefetches)]
-        request = q.QueryRequest(limit=limit, prefetches=prefetches, query=q.Fusion.Rrf(k=RRF_K, weights=weights),
-                                 with_payload=True, with_vector=[DENSE])
+        request = q.QueryRequest(limit=limit + TIE_SLACK, prefetches=prefetches,
+                                 query=q.Fusion.Rrf(k=RRF_K, weights=weights), with_payload=True, with_vector=[DENSE])
         with self._lock:
             points = self.shard.query(request)
         return _in_order([Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
-                          for p in points])
+                          for p in points], limit)
 
     def count(self, document_id: str | None = None) -> int:
         with self._lock:
@@ -309,9 +313,9 @@ class ServerStore:
                                        limit=depth, filter=flt))
         fusion = m.RrfQuery(rrf=m.Rrf(k=RRF_K, weights=[dense_weight, 1.0][:len(prefetch)]))
         result = self.client.query_points(self.collection, prefetch=prefetch, query=fusion,
-                                          limit=limit, with_payload=True, with_vectors=[DENSE])
+                                          limit=limit + TIE_SLACK, with_payload=True, with_vectors=[DENSE])
         return _in_order([Hit(str(p.id), float(p.score), _cosine(dense, (p.vector or {}).get(DENSE)), p.payload or {})
-                          for p in result.points])
+                          for p in result.points], limit)
 
     def count(self, document_id: str | None = None) -> int:
         flt = self._doc_filter([document_id] if document_id else None)

@@ -3,7 +3,16 @@ import pytest
 from qdrant_client import QdrantClient
 
 from docground.retrieval import sparse
-from docground.retrieval.store import DENSE, SPARSE, EdgeStore, IndexedChunk, ServerStore, bounded
+from docground.retrieval.store import (
+    DENSE,
+    MIN_PREFETCH,
+    PREFETCH_FACTOR,
+    SPARSE,
+    EdgeStore,
+    IndexedChunk,
+    ServerStore,
+    bounded,
+)
 
 DIM = 8
 
@@ -146,3 +155,27 @@ def test_the_dense_weight_decides_between_the_sparse_and_the_dense_favourite(sto
     query = sparse.query_vector("Schlüsselbund erneuert")
     assert store.search(axis, query, limit=2, dense_weight=1.0)[0].payload["text"] == "Schlüsselbund"
     assert store.search(axis, query, limit=2, dense_weight=0.02)[0].payload["text"] == "Schlüsselbund erneuert"
+
+
+def test_a_tie_at_the_cut_is_decided_by_id_not_by_the_engine(store):
+    """Chunk r of the dense ranking and chunk r of the sparse ranking fuse to the same score, so every cut
+    splits a tie; the ids the engine would keep first (here the dense side) are the larger ones, and the
+    answer to a query must not depend on the engine's order of ties."""
+    query = np.eye(DIM, dtype=np.float32)[0]
+    near, lexical = [], []
+    for r in range(30):  # dense side: nearer the query the lower r; no query term
+        v = query + (0.02 + 0.03 * r) * np.eye(DIM, dtype=np.float32)[1]
+        near.append(IndexedChunk(id=f"00000000-0000-0000-0001-{r:012d}", dense=(v / np.linalg.norm(v)).tolist(),
+                                 sparse=sparse.document_vector(f"filler text {r}"), payload={"text": f"near {r}"}))
+    for r in range(30):  # sparse side: far from the query; the term more often the lower r
+        v = -query + 0.1 * np.eye(DIM, dtype=np.float32)[2 + r % 6]
+        text = " ".join(["zebra"] * (40 - r) + ["grass"] * (r + 1))
+        lexical.append(IndexedChunk(id=f"00000000-0000-0000-0000-{r:012d}", dense=(v / np.linalg.norm(v)).tolist(),
+                                    sparse=sparse.document_vector(text), payload={"text": text}))
+    store.upsert(near + lexical)
+    store.flush()
+    widest = MIN_PREFETCH // PREFETCH_FACTOR  # the most asked for with the same prefetch depth (same fusion)
+    wide = store.search(query, sparse.query_vector("zebra"), limit=widest)
+    for limit in range(1, widest):
+        assert [h.id for h in store.search(query, sparse.query_vector("zebra"), limit=limit)] == \
+               [h.id for h in wide[:limit]]
