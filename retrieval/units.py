@@ -51,6 +51,7 @@ class Unit:
     kind: str  # "sentence", "heading", "caption", "row", "header"
     block: int  # index of the block in the chunk
     header: str = ""  # a row's table header text
+    key_end: int = 0  # a row's first cell, which names the row, is [start, key_end) (0: no cells known)
 
 
 def _ends_sentence(text: str, dot: int) -> bool:
@@ -104,7 +105,8 @@ def _table(text: str, s: int, e: int, block: int) -> list[Unit]:
             header = f"{header} {text[a:b]}".strip()
             out.append(Unit(a, b, "header", block))
         else:
-            out.append(Unit(a, b, "row", block, header))
+            bar = text.find("|", a, b)
+            out.append(Unit(a, b, "row", block, header, bar if bar > a else 0))
     return out
 
 
@@ -166,7 +168,7 @@ def _grid(text: str, rows: list[list[tuple[int, int]]], block: int) -> list[Unit
             header = f"{header} {text[a:b]}".strip()
             out.append(Unit(a, b, "header", block))
         else:
-            out.append(Unit(a, b, "row", block, header))
+            out.append(Unit(a, b, "row", block, header, cells[0][1] if len(cells) > 1 else 0))
     return out
 
 

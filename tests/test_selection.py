@@ -111,6 +111,16 @@ def test_prose_with_one_span_per_line_stays_sentences():
     ("Wie erzeuge ich das Datum im richtigen Format für einen Changelog-Eintrag?",
      "Sie können den Changelog-Eintrag im richtigen Format bereinigen. Um das Datum in das benötigte Format zu "
      "bekommen, verwenden Sie LANG=C date -R.", "Um das Datum"),
+    # the table row the question names by its first cell, not the sentence that shares more of its words
+    ("Which graphics card was the ZSAD real-time stereo method run on?",
+     "This method runs on massively parallel hardware.\n\n"
+     "| Method | GPU | FPS |\n| --- | --- | --- |\n| Ours | GeForce 8800 GTX | 79 |\n"
+     "| ZSAD [6] | Radeon HD 4870 | 41 |",
+     "ZSAD [6] | Radeon HD 4870"),
+    ("2021年给发行人做主体信用评级的是哪家机构？",
+     "| 年份 | 评级 | 评级机构 |\n| --- | --- | --- |\n| 2020 | AA+ | 联合资信评估有限公司 |\n"
+     "| 2021 | AA+ | 联合资信评估有限公司 |\n| 2022 | AA+ | 中诚信国际信用评级有限责任公司 |",
+     "2021 | AA+"),
 ])
 def test_the_unit_that_answers_comes_first(question, text, answer):
     assert answer in _first(question, text)
