@@ -392,7 +392,7 @@ def print_table(results: list[dict], args) -> None:
         print(f"| {r['system']} | {r['workload']} | {r['pages']} | {r['wall_s']:.1f} | {r['pages_per_s']:.2f} "
               f"| {r['out_tok_per_s']:,.0f} | {sec(r, 'p50_s')} | {sec(r, 'p95_s')} | {r['init_s']:.0f} "
               f"| {r['settings']} |")
-    ceiling = {r["workload"]: r for r in results if r.get("system") == "decoder-ceiling"}
+    ceiling = {r["workload"]: r for r in results if r.get("system") == "decoder-ceiling" and "skipped" not in r}
     for r in results:
         if r.get("system") in ("docground", "vllm-bare") and r.get("workload") in ceiling:
             tok = r["out_tok_per_s"] / ceiling[r["workload"]]["out_tok_per_s"]
