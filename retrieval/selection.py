@@ -68,7 +68,8 @@ _WANTS_TITLE = re.compile(
     r"\btitre d[ue] (la |l')?(tableau|figure|section)|\bquel (tableau|titre)|\bwelche (tabelle|abbildung)|"
     r"哪[个張张]?[表图]|どの[表図]|[表図]の番号|어느 (표|그림)|\bsection number|\bquelle (section|partie)|"
     r"\bquel chapitre|\bcomment s'intitule|\bwelche[rms]? (abschnitt|kapitel)|überschrieben|"
-    r"\bwie heißt (der|das) (abschnitt|kapitel)|哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절",
+    r"\bwie heißt (der|das|die) (abschnitt|kapitel|tabelle|abbildung)|"
+    r"哪一?[节章]|第几[节章]|何[節章]|どの[節章]|절 번호|몇 절|어느 절",
     re.IGNORECASE)
 _WANTS_COMMAND = re.compile(
     r"\b((which|what) ([\w.-]+ ){0,2}(command|option|flag|function|expression|code|line|statement)|how (do|can|should) "
@@ -317,7 +318,8 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
             own *= INTRODUCTION_FACTOR
         score = own + max(0.0, 1.0 - own) * inherited + asked.bonus(text[unit.start:unit.end], unit.header, own)
         score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])
-        if own_terms and question.novelty(own_terms) < 0.25:
+        names_asked = asked.kind == "title" and unit.kind in ("heading", "caption")  # a title restates by nature
+        if own_terms and question.novelty(own_terms) < 0.25 and not names_asked:
             score -= RESTATEMENT_PENALTY
         score *= 1.0 - RANK_DECAY * rank
         window = question.matched(own_terms | before | extra)

@@ -103,7 +103,7 @@ def _table(text: str, s: int, e: int, block: int) -> list[Unit]:
         if i == 0 or titled:
             titled = i == 0 and is_title_row(line)
             header = f"{header} {text[a:b]}".strip()
-            out.append(Unit(a, b, "header", block))
+            out.append(Unit(a, b, "caption" if titled else "header", block))  # a title row names the table
         else:
             bar = text.find("|", a, b)
             out.append(Unit(a, b, "row", block, header, bar if bar > a else 0))

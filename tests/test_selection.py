@@ -48,11 +48,11 @@ def test_a_table_row_is_one_unit_that_knows_its_header():
     assert cut[2].header == "INSTITUTION | DEGREE | YEAR"
 
 
-def test_a_tables_title_row_does_not_hide_its_column_names():
+def test_a_tables_title_row_names_the_table_and_does_not_hide_its_column_names():
     text = ("| List of services |  |  |\n| --- | --- | --- |\n| Service | Common name | DNS name |\n"
             "| Clock synchronisation | NTP | ntp |")
     cut = units(text)
-    assert [u.kind for u in cut] == ["header", "header", "row"]
+    assert [u.kind for u in cut] == ["caption", "header", "row"]
     assert cut[2].header == "List of services Service | Common name | DNS name"
 
 
@@ -121,6 +121,11 @@ def test_prose_with_one_span_per_line_stays_sentences():
      "| 年份 | 评级 | 评级机构 |\n| --- | --- | --- |\n| 2020 | AA+ | 联合资信评估有限公司 |\n"
      "| 2021 | AA+ | 联合资信评估有限公司 |\n| 2022 | AA+ | 中诚信国际信用评级有限责任公司 |",
      "2021 | AA+"),
+    # a table's title row, for a question that asks what the table is called
+    ("Wie heißt die Tabelle, die die Dienste des Hauptservers mit ihren DNS-Namen auflistet?",
+     "Den Diensten des Hauptservers wird ein DNS-Name zugewiesen.\n\n| Tabelle der Dienste |  |  |\n"
+     "| --- | --- | --- |\n| Beschreibung des Dienstes | Name | DNS-Name |\n| Verzeichnisdienst | OpenLDAP | ldap |",
+     "Tabelle der Dienste"),
 ])
 def test_the_unit_that_answers_comes_first(question, text, answer):
     assert answer in _first(question, text)
