@@ -1,15 +1,16 @@
 """Choosing what to cite: the unit (sentence, table row, code line) that answers, not the one that restates.
 
 Every unit of the top chunks is scored on
-- its own share of the question's weighted topic terms (a table row also by its header's terms, a sentence
-  also by the long form of an acronym its chunk defines);
+- its own share of the question's weighted topic terms (a table row also by its header's terms, and twice
+  more by its first cell's when the question names the row by that cell; a sentence also by the long form of
+  an acronym its chunk defines);
 - its neighbourhood: the unit after one that restates the question is often the answer ("...the Master
   Settlement Agreement (MSA)." then "The MSA provided for $206 billion..."), so a unit inherits part of
   its predecessor's match (nearly all of it after a colon, before code, or when it opens with an anaphor);
 - the kind of answer asked for: an amount (with what it measures, where the question says), a time, a
   command (in a code line or in prose) or a section title;
 - what a unit is: a reference-list entry names the topic in its title and answers nothing;
-- novelty: a unit made only of the question's own words restates it.
+- novelty: a unit made only of the question's own words restates it (unless it is the title asked for).
 (Word-vector similarity to the question was tried as a further term and cost hit@1 on bench/qa.py once
 the hybrid search ranked well: table rows of numbers look like nothing, and it moved only lexical ties.)
 The chunks of the cited units come first in the response, the rest keep the fused order. The relevance
