@@ -10,7 +10,7 @@ of the question pages). Scored per language and per kind:
 - not-found: the share of unanswerable questions answered ``null``;
 - answer: the answer text contains the expected answer (case and whitespace aside).
 
-    .venv/bin/python bench/qa.py [--scan] [--home DIR] [--only SET] [--show-misses]
+    .venv/bin/python bench/qa.py [--scan] [--home DIR] [--only SET] [--show-misses] [--explain ID,ID]
 
 The home is kept between runs (ingesting is idempotent), so a second run only asks. JSON goes to
 ``bench/results/qa[-scan].json``.
@@ -32,6 +32,7 @@ import pymupdf
 # bench/qa/ (this script's folder is on sys.path) holds the data and its tools
 from qa.docs import printed_evidence, resolve
 
+from docground.retrieval import selection
 from docground.retrieval.refine import page_chars
 from docground.service import Docground
 from docground.settings import Settings
@@ -226,6 +227,20 @@ def ask(svc: Docground, q: Question, docs: Documents, doc_ids: dict[str, str], j
     return out
 
 
+def explain(svc: Docground, questions: list[Question], shown: int = 8) -> None:
+    """What the answer stage saw: the chunks retrieved as `query` retrieves them, and its best units with their
+    scores (own: the unit's share of the question's weighted terms; score: with neighbours and bonuses)."""
+    for q in questions:
+        print(f"== {q.id} [{q.lang}/{q.kind}] {q.question}\n   want: {q.evidence[:120]!r}")
+        hits = svc.retrieve(KB, q.question, max(TOP, selection.RERANK_DEPTH))
+        for rank, h in enumerate(hits[:shown]):
+            print(f"   chunk {rank:2} {h.score:.4f} {h.payload.get('filename', '')[:40]} p{h.payload.get('pages')} "
+                  f"{h.payload.get('text', '')[:70]!r}")
+        for c in selection.candidates(q.question, hits)[:shown]:
+            print(f"   unit of chunk {c.rank:2} score {c.score:.3f} own {c.own:.3f} {c.unit.kind:8} {c.text[:90]!r}")
+        print(f"   relevant: {selection.is_relevant(q.question, selection.candidates(q.question, hits))}")
+
+
 def _page_size(path: Path, page: int) -> tuple[float, float]:
     with pymupdf.open(path) as doc:
         r = doc[page - 1].rect
@@ -276,6 +291,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of question files")
     parser.add_argument("--only", default=None, help="one question set (a file stem of bench/qa/)")
     parser.add_argument("--show-misses", action="store_true", help="print every question whose hit@1 failed")
+    parser.add_argument("--explain", default="", help="question ids (comma-separated): print their retrieved "
+                        "chunks and best-scored units instead of scoring")
     args = parser.parse_args()
 
     questions = load(args.data, args.only)
@@ -284,6 +301,8 @@ def main() -> None:
     svc = Docground(Settings(home=home))
     try:
         doc_ids = ingest_all(svc, docs)
+        if args.explain:
+            return explain(svc, [q for q in questions if q.id in args.explain.split(",")])
         judge = TextUnderBoxes(docs)
         outs = [ask(svc, q, docs, doc_ids, judge) for q in questions]
     finally:
