@@ -17,20 +17,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from docground.api.app import create_app
-from docground.disk_space import free_bytes
 from docground.service import Docground
 from docground.settings import Settings
+from docground_testing.full_disk import fill
 from docground_testing.live_server import no_rate_limit, upload, wait_document
 from docground_testing.pdfgen import two_column_pdf
 
 # The child process of the store test: writes a few chunks, fills the disk, then writes more; exit 0 when
 # the second write was refused and the first chunks are all that is stored.
 STORE_ON_A_FULL_DISK = textwrap.dedent("""
-    import os, sys
+    import sys
     from pathlib import Path
-    from docground.disk_space import free_bytes
     from docground.errors import NoSpace
     from docground.retrieval.store import EdgeStore, IndexedChunk
+    from docground_testing.full_disk import fill
 
     disk = Path(sys.argv[1])
     def chunks(start, n):
@@ -39,8 +39,7 @@ STORE_ON_A_FULL_DISK = textwrap.dedent("""
     store = EdgeStore(disk / "store", 384)
     store.upsert(chunks(0, 5))
     store.flush()
-    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
-    os.posix_fallocate(fd, 0, free_bytes(disk))
+    fill(disk)
     try:
         store.upsert(chunks(5, 55))
     except NoSpace:
@@ -83,18 +82,6 @@ def service(disk, embedder):
 def client(service):
     with TestClient(create_app(service.settings, service)) as c:
         yield c
-
-
-def fill(disk: Path, leave: int = 0) -> Path:
-    """One file that takes the disk's free space but `leave` bytes."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        os.posix_fallocate(fd, 0, free_bytes(disk) - leave)
-    finally:
-        os.close(fd)
-    assert free_bytes(disk) <= leave
-    return filler
 
 
 def ingested(client, data: bytes, name: str) -> dict:
