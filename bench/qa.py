@@ -236,9 +236,10 @@ def explain(svc: Docground, questions: list[Question], shown: int = 8) -> None:
         for rank, h in enumerate(hits[:shown]):
             print(f"   chunk {rank:2} {h.score:.4f} {h.payload.get('filename', '')[:40]} p{h.payload.get('pages')} "
                   f"{h.payload.get('text', '')[:70]!r}")
-        for c in selection.candidates(q.question, hits)[:shown]:
+        found = selection.candidates(q.question, hits)
+        for c in found[:shown]:
             print(f"   unit of chunk {c.rank:2} score {c.score:.3f} own {c.own:.3f} {c.unit.kind:8} {c.text[:90]!r}")
-        print(f"   relevant: {selection.is_relevant(q.question, selection.candidates(q.question, hits))}")
+        print(f"   relevant: {selection.is_relevant(q.question, found)}")
 
 
 def _page_size(path: Path, page: int) -> tuple[float, float]:
