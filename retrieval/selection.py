@@ -99,6 +99,14 @@ _SECTION_NAMED = re.compile(r"\b(sections?|sec\.|chapters?|chapitre|partie|absch
                             r"(\d+(?:\.\d+)*)\s*(节|절|章)", re.IGNORECASE)
 NUMBERED_HEADING_BONUS = 1.0
 _URL = re.compile(r"\b(https?://|www\.)\S+", re.IGNORECASE)
+# A question for an address: an e-mail address, or where something is on the web.
+_WANTS_EMAIL = re.compile(r"\b(e-?mail|courriel|adresse (é|e)lectronique)\b|邮箱|电子邮件|メールアドレス|이메일",
+                          re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+_WANTS_WEB = re.compile(r"\b(url|web ?(site|page|address)|(available|found|read) online|online at|download(ed)? "
+                        r"from|site (web|internet)|adresse web|en ligne|webseite|internetseite|herunterladen)\b|"
+                        r"网址|网站|ウェブサイト|웹사이트", re.IGNORECASE)
+_WEB = re.compile(r"\b(https?://|www\.)\S+|\b[\w-]+(\.[\w-]+)*\.(org|com|net|edu|io|fr|de)(/\S*)?", re.IGNORECASE)
 # "when" asks for a time where it opens the question ("When was...", "By when..."); inside one it is a
 # conjunction ("Which form is attached when reporting grants?").
 _WANTS_TIME = re.compile(
@@ -218,8 +226,12 @@ class Candidate:
 
 
 def _answer_type_bonus(kind: str, text: str) -> float:
-    """A question for an amount, a time, a command or a formula wants a unit that holds one (a year is no
-    amount; a web address holds none of them)."""
+    """A question for an amount, a time, a command, a formula or an address wants a unit that holds one (a
+    year is no amount; a web address holds none of the first four)."""
+    if kind == "email" and _EMAIL.search(text):
+        return NUMBER_BONUS
+    if kind == "web" and _WEB.search(text):
+        return NUMBER_BONUS
     text = _URL.sub(" ", text)
     if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", YEAR.sub("", _DATE.sub("", text)))):
         return NUMBER_BONUS
@@ -241,6 +253,10 @@ def _asks_for(question: str) -> str:
         return "title"
     if _WANTS_COMMAND.search(question):
         return "command"
+    if _WANTS_EMAIL.search(question):
+        return "email"
+    if _WANTS_WEB.search(question):
+        return "web"
     if _WANTS_AMOUNT.search(question):
         return "amount"
     if _WANTS_CLOCK.search(question):

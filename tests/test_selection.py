@@ -126,6 +126,13 @@ def test_prose_with_one_span_per_line_stays_sentences():
      "Den Diensten des Hauptservers wird ein DNS-Name zugewiesen.\n\n| Tabelle der Dienste |  |  |\n"
      "| --- | --- | --- |\n| Beschreibung des Dienstes | Name | DNS-Name |\n| Verzeichnisdienst | OpenLDAP | ldap |",
      "Tabelle der Dienste"),
+    # the unit that holds an address, for a question for an e-mail address or a place on the web
+    ("What is the e-mail address of the corresponding author of the afforestation paper?",
+     "This paper by the corresponding author assesses the impact of afforestation on flow duration. "
+     "E-mail address: jlane@unimelb.edu.au (J. Lane).", "jlane@unimelb.edu.au"),
+    ("Where is the reference manual of the compiler available online?",
+     "The reference manual of the compiler describes every option of the compiler in detail. "
+     "It is at caml.inria.fr/ocaml/htmlman/index.html for readers.", "caml.inria.fr"),
 ])
 def test_the_unit_that_answers_comes_first(question, text, answer):
     assert answer in _first(question, text)
