@@ -9,6 +9,8 @@ from typing import Literal, get_args
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from docground.retrieval.embeddings import DEFAULT_BACKEND
+
 OcrBackend = Literal["auto", "endpoint", "vllm", "transformers", "cpu", "none"]
 VlmPages = Literal["needed", "complex", "all"]
 EmbeddingBackend = Literal["torch", "onnx", "onnx-int8"]  # retrieval/embeddings.py: BACKENDS
@@ -33,11 +35,11 @@ class Settings(BaseSettings):
         "multilingual model: in other languages its ranking counts less in hybrid search; auto = en for the "
         "packaged MiniLM, * for any other model")
     embedding_backend: EmbeddingBackend = Field(
-        "torch", description=" | ".join(get_args(EmbeddingBackend)) + ": what computes the vectors: onnx "
-        "exports the model to ONNX Runtime once at first use (int8: weights quantized; ~2x PyTorch's chunks/s, "
-        "~5x faster queries, bench/embeddings.py; not the default until bench/qa.py shows its retrieval holds), "
-        "cached under ~/.cache/docground. Part of the pipeline fingerprint: a document ingested with another "
-        "backend is embedded anew")
+        DEFAULT_BACKEND, description=" | ".join(get_args(EmbeddingBackend)) + ": what computes the vectors: "
+        "onnx (the default) runs the model exported to ONNX Runtime once at first use, PyTorch's vectors at "
+        "~1.8x its chunks/s and a query in ~9 ms instead of ~20; onnx-int8 also quantizes most weights, ~2.5x "
+        "and ~5 ms, but moves rankings (bench/qa.py hit@1 -0.02); the export is cached under ~/.cache/docground. "
+        "Part of the pipeline fingerprint: a document ingested with another backend is embedded anew")
     embedding_batch_size: int = 32
     embedding_threads: int = Field(0, description="CPU threads for embedding (PyTorch or ONNX Runtime); 0 = their "
                                    "default")

@@ -14,7 +14,7 @@ import numpy as np
 import pymupdf
 import pytest
 
-from docground.retrieval.embeddings import BACKENDS, Embedder
+from docground.retrieval.embeddings import BACKENDS, Embedder, residual_writes
 from docground.service import Docground
 from docground.settings import Settings, describe_error
 
@@ -38,6 +38,11 @@ def int8(onnx_cache):
     return Embedder(backend="onnx-int8", cache_dir=onnx_cache)
 
 
+@pytest.fixture(scope="module")
+def torch_embedder():
+    return Embedder(backend="torch")
+
+
 def test_export_happens_once_and_is_reused(int8, onnx_cache):
     assert int8.exported
     exports = list((onnx_cache / "onnx").iterdir())
@@ -51,10 +56,22 @@ def test_export_happens_once_and_is_reused(int8, onnx_cache):
     np.testing.assert_allclose(again.embed(SENTENCES), int8.embed(SENTENCES), atol=1e-5)
 
 
+def test_int8_keeps_the_products_that_write_the_residual_stream_float(int8, onnx_cache):
+    import onnx
+
+    export = next((onnx_cache / "onnx").iterdir())
+    residual = residual_writes(onnx.load(str(export / "model.onnx")).graph)
+    assert len(residual) == 12  # MiniLM: 6 layers, attention output and feed-forward output
+    quantized = onnx.load(str(export / "model_int8.onnx")).graph
+    float_products = {n.name for n in quantized.node if n.op_type == "MatMul"}
+    assert set(residual) <= float_products
+    assert sum(1 for n in quantized.node if n.op_type == "MatMulInteger") == 24  # query, key, value, FFN in
+
+
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
-def test_vectors_close_to_torch(embedder, onnx_cache, int8, backend):
+def test_vectors_close_to_torch(torch_embedder, onnx_cache, int8, backend):
     other = int8 if backend == "onnx-int8" else Embedder(backend=backend, cache_dir=onnx_cache)
-    reference = embedder.embed(SENTENCES)
+    reference = torch_embedder.embed(SENTENCES)
     for vectors in (other.embed(SENTENCES), np.stack([other.embed_query(s) for s in SENTENCES])):
         assert vectors.shape == reference.shape and vectors.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
@@ -62,11 +79,12 @@ def test_vectors_close_to_torch(embedder, onnx_cache, int8, backend):
         assert cosines.min() > (0.999 if backend == "onnx" else 0.95), cosines
     # the nearest sentence to each query is the one PyTorch finds
     queries = ["when must the invoice be paid", "how to restart the device", "ablation table"]
-    assert [int(np.argmax(reference @ embedder.embed_query(q))) for q in queries] == \
+    assert [int(np.argmax(reference @ torch_embedder.embed_query(q))) for q in queries] == \
         [int(np.argmax(other.embed(SENTENCES) @ other.embed_query(q))) for q in queries] == [0, 2, 3]
 
 
-def test_batches_are_packed_by_tokens_not_chunks(embedder):
+def test_batches_are_packed_by_tokens_not_chunks(torch_embedder):
+    embedder = torch_embedder
     texts = [" ".join(["word"] * n) for n in (3, 200, 5, 180, 4, 190, 6)]  # 5, 202, 7, 182, 6, 192, 8 tokens
     packed = Embedder.__new__(Embedder)
     packed.__dict__.update(embedder.__dict__, batch_tokens=400)
@@ -75,6 +93,14 @@ def test_batches_are_packed_by_tokens_not_chunks(embedder):
     vectors = packed.embed(texts)  # back in the order given
     np.testing.assert_allclose(vectors, embedder.embed(texts), atol=1e-5)
     assert all(np.dot(vectors[i], embedder.embed_query(texts[i])) > 0.999 for i in (0, 1, 6))
+
+
+def test_an_int8_vector_does_not_depend_on_the_texts_embedded_with_it(int8):
+    """Quantized activations share one scale per call: batched, a text's vector moved with its batch mates."""
+    texts = SENTENCES + [" ".join(["word"] * n) for n in (3, 200, 5)]
+    alone = np.stack([int8.embed([text])[0] for text in texts])
+    np.testing.assert_allclose(int8.embed(texts), alone, atol=1e-6)
+    np.testing.assert_allclose(int8.embed(texts[::-1])[::-1], alone, atol=1e-6)
 
 
 def test_backend_typo_is_refused_with_the_allowed_values(monkeypatch, tmp_path):
