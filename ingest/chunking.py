@@ -20,6 +20,7 @@ from .schema import FURNITURE, BBox, Block, BlockKind, Chunk, PageLayout, PageSi
 CHUNK_NAMESPACE = uuid.UUID("9d3c0c2e-7c1f-4f55-9a57-2a0d2f8b1e64")
 HEADINGS = (BlockKind.title, BlockKind.heading)
 _SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s+|(?<=[。！？])")
+_ENDS_SENTENCE = re.compile(r"[.!?:。！？：][\"'”’)\]）」]*\s*$")
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -28,6 +29,9 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 class ChunkerConfig:
     max_tokens: int = 224
     overlap_tokens: int = 32
+    # A chunk that would open mid-sentence repeats more of the previous one, back to the sentence's start,
+    # up to this much: a sentence cut in two is citable in neither chunk.
+    sentence_overlap_tokens: int = 64
     min_tokens: int = 48  # a heading opens a new chunk only once the current one holds this much
 
 
@@ -172,7 +176,7 @@ class _Packer:
                 i += len(rows)
                 continue
             if self.cur.units and self.cur.tokens + u.tokens > self.cfg.max_tokens:
-                self._flush(overlap=True)
+                self._flush(overlap=True, following=u)
             self.cur.units.append(u)
             i += 1
         self._flush(overlap=False)
@@ -187,19 +191,32 @@ class _Packer:
         if not self.cur.units:
             self.cur.headings = [h for _, h in self.path[:-1]]
 
-    def _flush(self, overlap: bool) -> None:
+    def _flush(self, overlap: bool, following: Unit | None = None) -> None:
         done = self.cur
         if not done.units:
             return
         self.drafts.append(done)
         carry: list[Unit] = []
         if overlap:
-            for u in reversed(done.units):
-                if (u.is_table or u.block.kind in HEADINGS
-                        or sum(c.tokens for c in carry) + u.tokens > self.cfg.overlap_tokens):
-                    break
-                carry.insert(0, u)
+            carry = self._carried(done.units, self.cfg.overlap_tokens)
+            opening = carry[0] if carry else following
+            if opening is not None and _mid_sentence(done.units[:len(done.units) - len(carry)], opening):
+                room = self.cfg.max_tokens - (following.tokens if following else 0)
+                longer = self._carried(done.units[1:], min(self.cfg.sentence_overlap_tokens, room))
+                for n in range(len(carry) + 1, len(longer) + 1):  # back to the sentence's first line
+                    if not _mid_sentence(done.units[:-n], done.units[-n]):
+                        carry = done.units[-n:]
+                        break
         self.cur = _Draft(units=carry, headings=[h for _, h in self.path])
+
+    def _carried(self, units: list[Unit], budget: int) -> list[Unit]:
+        """The last lines of a chunk, up to `budget` tokens, never a table's or a heading's."""
+        carry: list[Unit] = []
+        for u in reversed(units):
+            if u.is_table or u.block.kind in HEADINGS or sum(c.tokens for c in carry) + u.tokens > budget:
+                break
+            carry.insert(0, u)
+        return carry
 
     def _add_table(self, rows: list[Unit]) -> None:
         """A table stays whole in one chunk; only a table too big for any chunk is cut, header repeated."""
@@ -215,6 +232,14 @@ class _Packer:
                 self._flush(overlap=False)
                 self.cur.units.append(header)
             self.cur.units.append(row)
+
+
+def _mid_sentence(before: list[Unit], unit: Unit) -> bool:
+    """Whether `unit` goes on with a sentence that the last of `before`, a line of its block, began."""
+    if not before or before[-1].block is not unit.block or unit.seq == 0:
+        return False
+    prev = before[-1]
+    return not _ENDS_SENTENCE.search(prev.block.markdown[prev.start:prev.end])
 
 
 def _heading_text(block: Block) -> str:

@@ -13,7 +13,7 @@ from .providers import PageLimits, Source, open_source
 from .routing import Router
 from .schema import Chunk, PageLayout, PageOutcome
 
-PARSER_VERSION = "4"
+PARSER_VERSION = "5"
 
 ProgressCallback = Callable[[int, int], None]
 

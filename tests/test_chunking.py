@@ -67,6 +67,24 @@ def test_overlap_repeats_lines_with_their_spans():
         assert a.spans[-1].bbox == b.spans[0].bbox, "the next chunk starts with the last line of the previous"
 
 
+def test_a_chunk_opens_at_the_start_of_a_sentence_not_in_its_middle():
+    """Each sentence runs over three lines; a chunk that would open on its second or third line repeats the
+    previous chunk's lines back to the sentence's first, so the sentence is whole in one chunk."""
+    lines = []
+    for i in range(12):
+        lines += [f"Sentence {i} opens on this line", "and goes on over this one", f"to its end here {i}."]
+    layouts = make_layouts([[(BlockKind.text, lines)]])
+    config = ChunkerConfig(max_tokens=40, overlap_tokens=4, min_tokens=1, sentence_overlap_tokens=15)
+    chunks = Chunker(config, words).chunk(layouts, "d", "fp")
+    assert len(chunks) > 4
+    check_spans(chunks, layouts)
+    for chunk in chunks:
+        assert chunk.text.startswith("Sentence "), chunk.text[:40]
+        assert max(words([chunk.text])) <= 40
+    whole = {f"Sentence {i} opens on this line and goes on over this one to its end here {i}." for i in range(12)}
+    assert all(any(sentence in c.text for c in chunks) for sentence in whole)
+
+
 def test_headings_open_chunks_and_give_the_section_path():
     layouts = make_layouts([[
         (BlockKind.heading, ["Introduction"]), (BlockKind.text, ["intro words " * 10]),
