@@ -51,15 +51,30 @@ def _page_size(hit: Hit, page: int) -> tuple[float, float]:
     return (0.0, 0.0)
 
 
+def _page_parts(payload: dict, start: int, end: int) -> dict[int, str]:
+    """The text of chunk range [start, end) that lies on each page, from the spans it covers."""
+    text = payload.get("text", "")
+    ranges: dict[int, tuple[int, int]] = {}
+    for span in payload.get("spans", []):
+        lo, hi = max(start, span["char_start"]), min(end, span["char_end"])
+        if hi > lo and text[lo:hi].strip():
+            a, b = ranges.get(span["page"], (lo, hi))
+            ranges[span["page"]] = (min(a, lo), max(b, hi))
+    return {page: text[a:b] for page, (a, b) in ranges.items()}
+
+
 def cite(quote: Quote, n: int, layer: TextLayer | None) -> list[Citation]:
-    """The citation [n] of a quote: one per page it lies on, with the boxes of exactly its text."""
+    """The citation [n] of a quote: one per page it lies on, with the boxes of exactly its text; a quote
+    over a page break is cut there, each page's citation quoting what that page holds."""
     p = quote.hit.payload
     out = []
-    for page, boxes in quote_boxes(p, quote.start, quote.end, layer).items():
+    pages = quote_boxes(p, quote.start, quote.end, layer)
+    parts = _page_parts(p, quote.start, quote.end) if len(pages) > 1 else {}
+    for page, boxes in pages.items():
         size = _page_size(quote.hit, page)
         out.append(Citation(
             n=n, document_id=p.get("document_id", ""), filename=p.get("filename", ""), page=page, boxes=boxes,
-            boxes_pt=[to_points(b, *size) for b in boxes], page_size_pt=size, quote=quote.text,
+            boxes_pt=[to_points(b, *size) for b in boxes], page_size_pt=size, quote=parts.get(page, quote.text),
             chunk_id=quote.hit.id, score=round(quote.score, 4),
         ))
     return out

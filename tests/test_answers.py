@@ -121,6 +121,29 @@ def test_pages_without_a_text_layer_keep_line_boxes(tmp_path):
     assert quote_boxes(_payload(text, spans, "scan"), 0, 28, layer) == {1: [line1]}
 
 
+def test_a_quote_over_a_page_break_is_cut_there_each_page_quoting_its_own_part():
+    from docground.retrieval.answers import Quote, cite
+
+    text = "The pump must be primed before it is started. Prime it with the"
+    text += "\n" + "valve open and the outlet closed. Then start it."
+    line1, line2 = text.index("Prime"), text.index("valve")
+    payload = {"text": text, "document_id": "d", "filename": "pump.pdf",
+               "page_sizes": [{"page": 1, "width_pt": 595, "height_pt": 842},
+                              {"page": 2, "width_pt": 595, "height_pt": 842}],
+               "spans": [{"block_id": "b1", "page": 1, "bbox": [0.1, 0.90, 0.9, 0.92], "char_start": 0,
+                          "char_end": line2 - 1},
+                         {"block_id": "b2", "page": 2, "bbox": [0.1, 0.08, 0.9, 0.10], "char_start": line2,
+                          "char_end": len(text)}]}
+    hit = Hit(id="c", score=1.0, dense_score=0.5, payload=payload)
+    end = text.index(" Then")
+    citations = cite(Quote(hit, line1, end, 1.0), 1, None)
+    assert [(c.page, c.quote) for c in citations] == [(1, "Prime it with the"),
+                                                     (2, "valve open and the outlet closed.")]
+    assert [c.boxes for c in citations] == [[(0.1, 0.90, 0.9, 0.92)], [(0.1, 0.08, 0.9, 0.10)]]
+    one_page = cite(Quote(hit, 0, line1 - 1, 1.0), 1, None)
+    assert [(c.page, c.quote) for c in one_page] == [(1, "The pump must be primed before it is started.")]
+
+
 def test_no_hits_means_not_found():
     response = extractive_answer("anything at all", [])
     assert response.answer is None and response.answer_mode == "not_found"
