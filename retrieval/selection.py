@@ -106,6 +106,9 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _WANTS_WEB = re.compile(r"\b(url|web ?(site|page|address)|(available|found|read) online|online at|download(ed)? "
                         r"from|site (web|internet)|adresse web|en ligne|webseite|internetseite|herunterladen)\b|"
                         r"网址|网站|ウェブサイト|웹사이트", re.IGNORECASE)
+# A question for a person, and a person's name: two capitalised words, initials between them.
+_WANTS_PERSON = re.compile(r"^\W*(who|whom|by whom|qui|par qui|wer|von wem)\b|谁|誰が|누가|누구", re.IGNORECASE)
+_PERSON = re.compile(r"\b[A-Z][a-z]+(?: [A-Z]\.)* [A-Z][a-z]+\b")
 _WEB = re.compile(r"\b(https?://|www\.)\S+|\b[\w-]+(\.[\w-]+)*\.(org|com|net|edu|io|fr|de)(/\S*)?", re.IGNORECASE)
 # "when" asks for a time where it opens the question ("When was...", "By when..."); inside one it is a
 # conjunction ("Which form is attached when reporting grants?").
@@ -232,6 +235,8 @@ def _answer_type_bonus(kind: str, text: str) -> float:
         return NUMBER_BONUS
     if kind == "web" and _WEB.search(text):
         return NUMBER_BONUS
+    if kind == "person" and any(m.start() for m in _PERSON.finditer(text)):  # not the sentence's first word
+        return NUMBER_BONUS
     text = _URL.sub(" ", text)
     if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", YEAR.sub("", _DATE.sub("", text)))):
         return NUMBER_BONUS
@@ -257,6 +262,8 @@ def _asks_for(question: str) -> str:
         return "email"
     if _WANTS_WEB.search(question):
         return "web"
+    if _WANTS_PERSON.search(question):
+        return "person"
     if _WANTS_AMOUNT.search(question):
         return "amount"
     if _WANTS_CLOCK.search(question):
@@ -330,8 +337,10 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         inherited = lead * share[i - 1] + NEIGHBOUR_AFTER * after
         if _BIBLIOGRAPHY.match(text, unit.start, unit.end):
             own *= BIBLIOGRAPHY_FACTOR
-        if _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end):
+        promises = _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end)
+        if promises and not _answer_type_bonus(asked.kind, text[unit.start:unit.end]):
             # "...run the following command:", "...are listed below": it promises the answer, which is elsewhere
+            # (unless it holds what is asked for itself: "...the tutorial written by Charles Staats:")
             own *= INTRODUCTION_FACTOR
         score = own + max(0.0, 1.0 - own) * inherited + asked.bonus(text[unit.start:unit.end], unit.header, own)
         score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])

@@ -133,6 +133,10 @@ def test_prose_with_one_span_per_line_stays_sentences():
     ("Where is the reference manual of the compiler available online?",
      "The reference manual of the compiler describes every option of the compiler in detail. "
      "It is at caml.inria.fr/ocaml/htmlman/index.html for readers.", "caml.inria.fr"),
+    # the person asked for, in an introduction that holds the name itself (not the address it introduces)
+    ("Who wrote the more thorough tutorial that the manual recommends?",
+     "For a more thorough introduction, see the excellent tutorial written by Charles Staats:\n\n"
+     "https://asymptote.sourceforge.io/asymptote_tutorial.pdf", "Charles Staats"),
 ])
 def test_the_unit_that_answers_comes_first(question, text, answer):
     assert answer in _first(question, text)
