@@ -106,10 +106,13 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _WANTS_WEB = re.compile(r"\b(url|web ?(site|page|address)|(available|found|read) online|online at|download(ed)? "
                         r"from|site (web|internet)|adresse web|en ligne|webseite|internetseite|herunterladen)\b|"
                         r"网址|网站|ウェブサイト|웹사이트", re.IGNORECASE)
+_WEB = re.compile(r"\b(https?://|www\.)\S+|\b[\w-]+(\.[\w-]+)*\.(org|com|net|edu|io|fr|de)(/\S*)?", re.IGNORECASE)
 # A question for a person, and a person's name: two capitalised words, initials between them.
 _WANTS_PERSON = re.compile(r"^\W*(who|whom|by whom|qui|par qui|wer|von wem)\b|谁|誰が|누가|누구", re.IGNORECASE)
 _PERSON = re.compile(r"\b[A-Z][a-z]+(?: [A-Z]\.)* [A-Z][a-z]+\b")
-_WEB = re.compile(r"\b(https?://|www\.)\S+|\b[\w-]+(\.[\w-]+)*\.(org|com|net|edu|io|fr|de)(/\S*)?", re.IGNORECASE)
+# Answer types an introduction holds as its own point ("...the tutorial written by Charles Staats:"); one that
+# introduces code or a table holds an option, a path or a figure only by the way.
+_SELF_EVIDENT = frozenset({"person", "email", "web"})
 # "when" asks for a time where it opens the question ("When was...", "By when..."); inside one it is a
 # conjunction ("Which form is attached when reporting grants?").
 _WANTS_TIME = re.compile(
@@ -228,47 +231,33 @@ class Candidate:
         return self.hit.payload.get("text", "")[self.unit.start:self.unit.end]
 
 
+# What holds each kind of answer, read in the unit's text as written and with its web addresses taken out (a
+# web address holds no amount, time, command or formula).
+_HOLDS = {
+    "email": lambda raw, plain: _EMAIL.search(raw),
+    "web": lambda raw, plain: _WEB.search(raw),
+    "person": lambda raw, plain: any(m.start() for m in _PERSON.finditer(raw)),  # not the sentence's first word
+    "amount": lambda raw, plain: _AMOUNT.search(_REFERENCE.sub("", YEAR.sub("", _DATE.sub("", plain)))),
+    "time": lambda raw, plain: YEAR.search(plain),
+    "clock": lambda raw, plain: _CLOCK.search(plain),
+    "command": lambda raw, plain: _CODE.search(plain),
+    "formula": lambda raw, plain: _FORMULA.search(plain),
+}
+# The kinds of answer a question asks for, the first that matches taken.
+_ASKS = (("formula", _WANTS_FORMULA), ("title", _WANTS_TITLE), ("command", _WANTS_COMMAND), ("email", _WANTS_EMAIL),
+         ("web", _WANTS_WEB), ("person", _WANTS_PERSON), ("amount", _WANTS_AMOUNT), ("clock", _WANTS_CLOCK),
+         ("time", _WANTS_TIME))
+
+
 def _answer_type_bonus(kind: str, text: str) -> float:
-    """A question for an amount, a time, a command, a formula or an address wants a unit that holds one (a
-    year is no amount; a web address holds none of the first four)."""
-    if kind == "email" and _EMAIL.search(text):
-        return NUMBER_BONUS
-    if kind == "web" and _WEB.search(text):
-        return NUMBER_BONUS
-    if kind == "person" and any(m.start() for m in _PERSON.finditer(text)):  # not the sentence's first word
-        return NUMBER_BONUS
-    text = _URL.sub(" ", text)
-    if kind == "amount" and _AMOUNT.search(_REFERENCE.sub("", YEAR.sub("", _DATE.sub("", text)))):
-        return NUMBER_BONUS
-    if kind == "time" and YEAR.search(text):
-        return NUMBER_BONUS
-    if kind == "clock" and _CLOCK.search(text):
-        return NUMBER_BONUS
-    if kind == "command" and _CODE.search(text):
-        return NUMBER_BONUS
-    if kind == "formula" and _FORMULA.search(text):
-        return NUMBER_BONUS
-    return 0.0
+    """A question for an amount, a time, a command, a formula, an address or a person wants a unit that holds
+    one (a year is no amount)."""
+    holds = _HOLDS.get(kind)
+    return NUMBER_BONUS if holds and holds(text, _URL.sub(" ", text)) else 0.0
 
 
 def _asks_for(question: str) -> str:
-    if _WANTS_FORMULA.search(question):
-        return "formula"
-    if _WANTS_TITLE.search(question):
-        return "title"
-    if _WANTS_COMMAND.search(question):
-        return "command"
-    if _WANTS_EMAIL.search(question):
-        return "email"
-    if _WANTS_WEB.search(question):
-        return "web"
-    if _WANTS_PERSON.search(question):
-        return "person"
-    if _WANTS_AMOUNT.search(question):
-        return "amount"
-    if _WANTS_CLOCK.search(question):
-        return "clock"
-    return "time" if _WANTS_TIME.search(question) else ""
+    return next((kind for kind, wants in _ASKS if wants.search(question)), "")
 
 
 @dataclass(frozen=True)
@@ -338,7 +327,8 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         if _BIBLIOGRAPHY.match(text, unit.start, unit.end):
             own *= BIBLIOGRAPHY_FACTOR
         promises = _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end)
-        if promises and not _answer_type_bonus(asked.kind, text[unit.start:unit.end]):
+        holds_it = asked.kind in _SELF_EVIDENT and _answer_type_bonus(asked.kind, text[unit.start:unit.end])
+        if promises and not holds_it:
             # "...run the following command:", "...are listed below": it promises the answer, which is elsewhere
             # (unless it holds what is asked for itself: "...the tutorial written by Charles Staats:")
             own *= INTRODUCTION_FACTOR
