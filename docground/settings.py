@@ -37,8 +37,8 @@ class Settings(BaseSettings):
     embedding_backend: EmbeddingBackend = Field(
         DEFAULT_BACKEND, description=" | ".join(get_args(EmbeddingBackend)) + ": what computes the vectors: "
         "onnx (the default) runs the model exported to ONNX Runtime once at first use, PyTorch's vectors at "
-        "~1.8x its chunks/s and a query in ~9 ms instead of ~20; onnx-int8 also quantizes most weights, ~2.5x "
-        "and ~5 ms, but moves rankings (bench/qa.py hit@1 -0.02); the export is cached under ~/.cache/docground. "
+        "~1.9x its chunks/s and a query in ~9 ms instead of ~17; onnx-int8 also quantizes most weights, ~2x "
+        "and ~8 ms, but moves rankings (bench/qa.py hit@1 -0.02); the export is cached under ~/.cache/docground. "
         "Part of the pipeline fingerprint: a document ingested with another backend is embedded anew")
     embedding_batch_size: int = 32
     embedding_threads: int = Field(0, description="CPU threads for embedding (PyTorch or ONNX Runtime); 0 = their "

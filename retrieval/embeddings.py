@@ -32,9 +32,9 @@ DEFAULT_MODEL_LANGUAGES = "en"
 FOREIGN_DENSE_WEIGHT = 0.1
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-# ONNX Runtime on the float export by default: the same vectors as PyTorch's (cosine 1.0000), at 1.8x its
-# chunks/s and a query embedded in 9 ms instead of 20 on this project's 2-core machines (bench/embeddings.py).
-# int8 is faster still but moves rankings: bench/qa.py hit@1 0.628 -> 0.604 with it.
+# ONNX Runtime on the float export by default: the same vectors as PyTorch's (cosine 1.0000), at 1.9x its
+# chunks/s and a query embedded in 9 ms instead of 17 on this project's 2-core machines (bench/embeddings.py).
+# int8 is a little faster again but moves rankings: bench/qa.py hit@1 0.628 -> 0.604 with it.
 DEFAULT_BACKEND = "onnx"
 # Padded tokens one batch may hold: texts are sorted by length and packed up to it, so that short chunks
 # are not padded to the longest one of the call.
