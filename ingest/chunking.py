@@ -198,14 +198,16 @@ class _Packer:
         self.drafts.append(done)
         carry: list[Unit] = []
         if overlap:
-            carry = self._carried(done.units, self.cfg.overlap_tokens)
+            units = done.units
+            carry = self._carried(units, self.cfg.overlap_tokens)
             opening = carry[0] if carry else following
-            if opening is not None and _mid_sentence(done.units[:len(done.units) - len(carry)], opening):
+            before = units[-len(carry) - 1] if len(carry) < len(units) else None
+            if opening is not None and _mid_sentence(before, opening):
                 room = self.cfg.max_tokens - (following.tokens if following else 0)
-                longer = self._carried(done.units[1:], min(self.cfg.sentence_overlap_tokens, room))
+                longer = self._carried(units[1:], min(self.cfg.sentence_overlap_tokens, room))
                 for n in range(len(carry) + 1, len(longer) + 1):  # back to the sentence's first line
-                    if not _mid_sentence(done.units[:-n], done.units[-n]):
-                        carry = done.units[-n:]
+                    if not _mid_sentence(units[-n - 1], units[-n]):
+                        carry = units[-n:]
                         break
         self.cur = _Draft(units=carry, headings=[h for _, h in self.path])
 
@@ -234,11 +236,10 @@ class _Packer:
             self.cur.units.append(row)
 
 
-def _mid_sentence(before: list[Unit], unit: Unit) -> bool:
-    """Whether `unit` goes on with a sentence that the last of `before`, a line of its block, began."""
-    if not before or before[-1].block is not unit.block or unit.seq == 0:
+def _mid_sentence(prev: Unit | None, unit: Unit) -> bool:
+    """Whether `unit` goes on with a sentence that `prev`, the line before it in its block, began."""
+    if prev is None or prev.block is not unit.block or unit.seq == 0:
         return False
-    prev = before[-1]
     return not _ENDS_SENTENCE.search(prev.block.markdown[prev.start:prev.end])
 
 

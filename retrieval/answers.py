@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from docground.ingest.geometry import to_points
 
 from . import selection
-from .refine import TextLayer, quote_boxes
+from .refine import TextLayer, covered_spans, quote_boxes
 from .schema import ChunkOut, Citation, QueryResponse, SpanOut
 from .store import Hit
 from .units import units
@@ -53,13 +53,11 @@ def _page_size(hit: Hit, page: int) -> tuple[float, float]:
 
 def _page_parts(payload: dict, start: int, end: int) -> dict[int, str]:
     """The text of chunk range [start, end) that lies on each page, from the spans it covers."""
-    text = payload.get("text", "")
     ranges: dict[int, tuple[int, int]] = {}
-    for span in payload.get("spans", []):
-        lo, hi = max(start, span["char_start"]), min(end, span["char_end"])
-        if hi > lo and text[lo:hi].strip():
-            a, b = ranges.get(span["page"], (lo, hi))
-            ranges[span["page"]] = (min(a, lo), max(b, hi))
+    for span, lo, hi in covered_spans(payload, start, end):
+        a, b = ranges.get(span["page"], (lo, hi))
+        ranges[span["page"]] = (min(a, lo), max(b, hi))
+    text = payload.get("text", "")
     return {page: text[a:b] for page, (a, b) in ranges.items()}
 
 

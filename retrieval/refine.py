@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
@@ -170,18 +171,24 @@ def snap(span_text: str, span_box: BBox, lo: int, hi: int, page: PageChars) -> l
     return boxes
 
 
+def covered_spans(payload: dict, start: int, end: int) -> Iterator[tuple[dict, int, int]]:
+    """The spans chunk text [start, end) covers, each with the covered stretch [lo, hi): a span counts only
+    if the range covers real text of it, not just the separator next to it."""
+    text = payload.get("text", "")
+    for span in payload.get("spans", []):
+        lo, hi = max(start, span["char_start"]), min(end, span["char_end"])
+        if hi > lo and text[lo:hi].strip():
+            yield span, lo, hi
+
+
 def quote_boxes(payload: dict, start: int, end: int, layer: TextLayer | None = None) -> dict[int, list[BBox]]:
     """Boxes of chunk text [start, end), page by page: snapped to the text layer where it confirms the
-    quote, else the boxes of the spans the range covers (a span counts only if the quote covers real
-    text of it, not just the separator next to it)."""
+    quote, else the boxes of the spans the range covers."""
     text = payload.get("text", "")
     doc_id = payload.get("document_id", "")
     pages: dict[int, list[BBox]] = {}
-    for span in payload.get("spans", []):
+    for span, lo, hi in covered_spans(payload, start, end):
         cs, ce = span["char_start"], span["char_end"]
-        lo, hi = max(start, cs), min(end, ce)
-        if hi <= lo or not text[lo:hi].strip():
-            continue
         box = tuple(span["bbox"])
         chars = layer.page(doc_id, span["page"]) if layer is not None else None
         fine = snap(text[cs:ce], box, lo - cs, hi - cs, chars) if chars is not None else None

@@ -327,8 +327,7 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         if _BIBLIOGRAPHY.match(text, unit.start, unit.end):
             own *= BIBLIOGRAPHY_FACTOR
         promises = _introduces(text, unit) or _ANNOUNCES.search(text, unit.start, unit.end)
-        holds_it = asked.kind in _SELF_EVIDENT and _answer_type_bonus(asked.kind, text[unit.start:unit.end])
-        if promises and not holds_it:
+        if promises and not (asked.kind in _SELF_EVIDENT and _answer_type_bonus(asked.kind, text[unit.start:unit.end])):
             # "...run the following command:", "...are listed below": it promises the answer, which is elsewhere
             # (unless it holds what is asked for itself: "...the tutorial written by Charles Staats:")
             own *= INTRODUCTION_FACTOR
