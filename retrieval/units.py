@@ -16,7 +16,9 @@ from docground.ingest.pipe_tables import is_rule, is_title_row
 
 MIN_UNIT_CHARS = 2
 LONG_SENTENCE = 400
-_END = re.compile(r"[.!?](?=[\"'”’)\]]*\s+[\"'“‘(\[]*[A-Z0-9À-ÖØ-Þ])|[。！？]|[.!?](?=[\u3000-\u9fff\uac00-\ud7af])")
+# Korean (and CJK text with Latin stops) ends a sentence with ". " before the next sentence's first syllable.
+_END = re.compile(r"[.!?](?=[\"'”’)\]]*\s+[\"'“‘(\[]*[A-Z0-9À-ÖØ-Þ\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])|[。！？]|"
+                  r"[.!?](?=[\u3000-\u9fff\uac00-\ud7af])")
 _SOFT_END = re.compile(r"[;；](?=\s)")
 # Words after which a full stop does not end the sentence.
 ABBREVIATIONS = frozenset("""e.g i.e etc fig figs eq eqs al cf vs dr mr mrs ms prof no nos sec secs ch vol pp p

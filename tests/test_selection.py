@@ -40,6 +40,14 @@ def test_cjk_full_stops_end_sentences_and_blocks_and_list_lines_stay_apart():
     assert _texts(text) == ["软件包名最短长度两个字符。", "它必须以字母开头！", "first item", "second item"]
 
 
+def test_korean_sentences_end_at_a_latin_full_stop_before_the_next_syllable():
+    # Korean writes ". " between sentences; the sentence that answers must not run on into the next one
+    text = ("압축을 풉니다: dpkg --unpack foo.deb. 이 명령이 반드시 남겨두는 것은 아닙니다. "
+            "예를 들어 apache 패키지는 pool/main/a/apache/ 에 저장됩니다.")
+    assert _texts(text) == ["압축을 풉니다: dpkg --unpack foo.deb.", "이 명령이 반드시 남겨두는 것은 아닙니다.",
+                            "예를 들어 apache 패키지는 pool/main/a/apache/ 에 저장됩니다."]
+
+
 def test_a_table_row_is_one_unit_that_knows_its_header():
     text = "Intro sentence here.\n\n| INSTITUTION | DEGREE | YEAR |\n| --- | --- | --- |\n| MIT | PhD | 1999 |"
     cut = units(text)
