@@ -13,7 +13,7 @@ from .providers import PageLimits, Source, open_source
 from .routing import Router
 from .schema import Chunk, PageLayout, PageOutcome
 
-PARSER_VERSION = "5"
+PARSER_VERSION = "6"
 
 ProgressCallback = Callable[[int, int], None]
 

@@ -48,6 +48,8 @@ MIN_IMAGE_SHARE = 0.2
 # A sparse page with this many glyph-sized vector paths has text drawn as curves.
 MIN_GLYPH_PATHS = 300
 MAX_GLYPH_SIDE = 0.04  # of the page's longer side
+# Why a page whose text layer holds some of its text goes to OCR: the reading keeps the layer's own text.
+PARTIAL = "text layer covers part of the page"
 
 _CID = re.compile(r"\(cid:\d+\)")
 _UNREADABLE = re.compile("[\ufffd\ue000-\uf8ff\U000f0000-\U0010ffff\x00-\x08\x0e-\x1f\x7f-\x9f]")
@@ -64,6 +66,9 @@ class Route:
     outcome: PageOutcome = PageOutcome.READ  # for a route to no engine: skipped or unread
     refusal: str | None = None
     layer_checked: bool = False  # a born-digital page sent to the vision model: its text layer vouches
+    # A page whose text layer holds part of its text (the rest in images or drawn as curves): where the layer
+    # has text, the reading takes the layer's; elsewhere the engine's reading stands.
+    layer_partial: bool = False
 
 
 def unreadable_share(text: str) -> float:
@@ -110,12 +115,12 @@ def _hidden_text(pdf_page: pymupdf.Page, chars: int) -> str | None:
         boxes = [normalize(r.x0, r.y0, r.x1, r.y1, w, h) for r in shown]
         share = min(1.0, sum(area(b) for b in boxes), area(union(boxes))) if boxes else 0.0
         if share >= MIN_IMAGE_SHARE:
-            return f"text layer covers part of the page ({chars} characters; images cover {share:.0%})"
+            return f"{PARTIAL} ({chars} characters; images cover {share:.0%})"
     side = MAX_GLYPH_SIDE * max(w, h)
     glyphs = sum(1 for d in pdf_page.get_cdrawings()
                  if (r := d.get("rect")) is not None and 0 < r[2] - r[0] < side and 0 < r[3] - r[1] < side)
     if glyphs >= MIN_GLYPH_PATHS:
-        return f"text layer covers part of the page ({chars} characters; {glyphs} glyph-sized vector paths)"
+        return f"{PARTIAL} ({chars} characters; {glyphs} glyph-sized vector paths)"
     return None
 
 
@@ -154,7 +159,7 @@ class Router:
         else:
             reason = problem
         if self.ocr is not None:
-            return Route(self.ocr, reason)
+            return Route(self.ocr, reason, layer_partial=reason.startswith(PARTIAL))
         if isinstance(page, PdfPage) and reason != "no text layer":
             # Some text beats none: without OCR, even a doubtful text layer is read.
             return Route(self.textlayer, f"{reason}; no OCR engine available, text layer used")
@@ -186,8 +191,9 @@ class Router:
             else:
                 layouts = engine.parse_many([p for p, _ in mine], document_id)
             for (p, r), layout in zip(mine, layouts, strict=True):
-                if r.layer_checked and layout.engine == r.engine.name and layout.outcome is PageOutcome.READ:
-                    layout = hold_to_text_layer(layout, p, document_id)
+                if (r.layer_checked or r.layer_partial) and layout.engine == r.engine.name \
+                        and layout.outcome is PageOutcome.READ:
+                    layout = hold_to_text_layer(layout, p, document_id, keep_unvouched=r.layer_partial)
                 # The route says why this engine; the engine may add what happened (a retry, a fallback).
                 if layout.reason and layout.reason != r.reason:
                     layout.reason = f"{r.reason}; {layout.reason}"

@@ -7,12 +7,13 @@ import pytest
 from PIL import Image
 from rapidfuzz import fuzz
 
+from docground.ingest.builders import BlockDraft, TextLine, build_block
 from docground.ingest.engines.base import PageEngine
 from docground.ingest.engines.factory import build_router
 from docground.ingest.providers import open_source
 from docground.ingest.providers.pdf import PdfPage
 from docground.ingest.routing import Router, alnum_share, unreadable_share
-from docground.ingest.schema import PageLayout
+from docground.ingest.schema import BlockKind, PageLayout
 from docground.settings import Settings
 from docground_testing.pdfgen import A4, image_bytes, image_only_pdf, two_column_pdf
 
@@ -101,6 +102,37 @@ def test_text_held_in_images_is_read_by_ocr():
     (r,) = route(one_page(draw), ocr)
     assert r.engine is ocr and r.reason.startswith("text layer covers part of the page")
     assert "images cover" in r.reason
+
+
+class MisreadingOcr(PageEngine):
+    """An OCR stand-in that reads the page's heading with two letters wrong and the picture's text as given
+    (the router's merge of the reading with the text layer is what is under test)."""
+
+    name, version = "misreading-ocr", "0"
+
+    def __init__(self, heading_box, picture_box, picture_text):
+        self.lines = [TextLine("Figwre 3: tbe scanned appendlx", heading_box), TextLine(picture_text, picture_box)]
+
+    def parse_many(self, pages, document_id):
+        return [PageLayout(page=p.number, width_pt=p.width_pt, height_pt=p.height_pt, engine=self.name,
+                           engine_version=self.version,
+                           blocks=[build_block(BlockDraft(BlockKind.text, [line]), f"b{i}", p.number)
+                                   for i, line in enumerate(self.lines)]) for p in pages]
+
+
+def test_ocr_of_a_page_whose_text_layer_holds_part_of_it_keeps_the_layers_text_where_it_has_some():
+    heading = "Figure 3: the scanned appendix"
+
+    def draw(doc, page):
+        page.insert_text((72, 60), heading, fontsize=10)
+        page.insert_image(pymupdf.Rect(40, 100, 555, 500), stream=rendered_text_png(480, 380))
+    data = one_page(draw)
+    w, h = A4
+    ocr = MisreadingOcr((72 / w, 50 / h, 230 / w, 62 / h), (60 / w, 120 / h, 500 / w, 135 / h),
+                        "the appendix as scanned")
+    (layout,) = Router(ocr=ocr).parse_many(list(open_source(data).pages()), "doc")
+    assert [b.markdown for b in layout.blocks] == [heading, "the appendix as scanned"]
+    assert "1 took the text layer's" in layout.reason
 
 
 def test_a_picture_on_a_page_full_of_text_does_not_send_it_to_ocr():

@@ -13,6 +13,10 @@ under it, character for character (letters and digits; LaTeX command names and m
 - layer lines under no block (the model skipped them) are added as text blocks where they stand.
 
 So every character of the result is in the text layer, and every line of the text layer is in the result.
+
+The same check holds an OCR engine's reading of a page whose text layer holds only part of its text (the rest
+in images or drawn as curves: ingest/routing.py): where the layer has text, the layer's text wins over the
+reading (Tesseract in Korean reads Latin words as noise); where it has none, the reading is all there is.
 """
 
 from __future__ import annotations
@@ -85,9 +89,10 @@ def contradicts(model: Counter, layer: Counter) -> bool:
     return invented > 0 or missing > max(1, MAX_MISSING_SHARE * sum(layer.values()))
 
 
-def hold_to_text_layer(layout: PageLayout, page: PdfPage, document_id: str) -> PageLayout:
+def hold_to_text_layer(layout: PageLayout, page: PdfPage, document_id: str, keep_unvouched: bool = False) -> PageLayout:
     """The layout with every block checked against the page's text layer (see the module's docstring); its
-    reason says what the check did."""
+    reason says what the check did. With keep_unvouched (an OCR reading of a page whose layer holds only part
+    of its text), a block with no layer text under it stays wherever it lies: it reads what the layer lacks."""
     pdf_page = page.pdf_page
     words = _layer_words(pdf_page, layout.width_pt, layout.height_pt)
     pictures = _picture_boxes(pdf_page, layout.width_pt, layout.height_pt)
@@ -103,7 +108,7 @@ def hold_to_text_layer(layout: PageLayout, page: PdfPage, document_id: str) -> P
             out.append(block)
             continue
         if not claim.words:
-            if any(area(_intersection(block.bbox, p)) > 0.5 * area(block.bbox) for p in pictures):
+            if keep_unvouched or any(area(_intersection(block.bbox, p)) > 0.5 * area(block.bbox) for p in pictures):
                 out.append(block)  # text in a picture: the layer can neither vouch for it nor contradict it
             else:
                 dropped += 1
@@ -117,8 +122,9 @@ def hold_to_text_layer(layout: PageLayout, page: PdfPage, document_id: str) -> P
             out.append(_snapped(block, claim.words))
     added = _insert_orphans(out, orphans)
     blocks = [_built(b, document_id, layout.page, i) for i, b in enumerate(out)]
-    note = (f"text layer check: {kept} blocks kept the model's text, {replaced} took the text layer's, "
-            f"{dropped} without text layer under them dropped, {added} lines the model skipped added")
+    reader = "the reading" if keep_unvouched else "the model"
+    note = (f"text layer check: {kept} blocks kept {reader}'s text, {replaced} took the text layer's, "
+            f"{dropped} without text layer under them dropped, {added} lines {reader} skipped added")
     return layout.model_copy(update={"blocks": blocks, "reason": f"{layout.reason}; {note}" if layout.reason
                                      else note})
 
