@@ -6,7 +6,8 @@ Every unit of the top chunks is scored on
   an acronym its chunk defines);
 - its neighbourhood: the unit after one that restates the question is often the answer ("...the Master
   Settlement Agreement (MSA)." then "The MSA provided for $206 billion..."), so a unit inherits part of
-  its predecessor's match (nearly all of it after a colon, before code, or when it opens with an anaphor);
+  its predecessor's match (nearly all of it after a colon, before code, after a sentence that restates the
+  question, or when it opens with an anaphor);
 - the kind of answer asked for: an amount (with what it measures, where the question says), a time, a
   command (in a code line or in prose) or a section title;
 - what a unit is: a reference-list entry names the topic in its title and answers nothing;
@@ -43,6 +44,8 @@ NUMBER_BONUS = 0.25
 # Two translations of one manual (zh-CN, zh-TW) fold to the same terms: the one written as asked wins.
 SAME_SCRIPT_BONUS = 0.1
 RESTATEMENT_PENALTY = 0.1
+# A unit with less than this share of topic terms the question lacks restates the question.
+RESTATES = 0.25
 # An entry of a reference list names the question's topic in its title, and answers nothing itself.
 BIBLIOGRAPHY_FACTOR = 0.5
 RANK_DECAY = 0.01
@@ -320,6 +323,9 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         if unit.kind == "heading" and asked.section and _numbered(text[unit.start:unit.end], asked.section):
             own += NUMBERED_HEADING_BONUS  # "What is section 1.4 called?": the heading numbered 1.4
         lead = _lead(text, cut[i - 1], unit) if i > 0 and unit.kind != "header" else 0.0  # a header names, not answers
+        same_line = i > 0 and "\n" not in text[cut[i - 1].end:unit.start]
+        if lead == NEIGHBOUR_BEFORE and same_line and _restates(question, found[i - 1]):
+            lead = NEIGHBOUR_AFTER_COLON  # the sentence after a restatement: "Scholarship grants. Attach Form 1042-S"
         before = found[i - 1] if lead else set()
         after = share[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else 0.0
         # a unit inherits its neighbours' match only for what it does not match itself
@@ -334,12 +340,16 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         score = own + max(0.0, 1.0 - own) * inherited + asked.bonus(text[unit.start:unit.end], unit.header, own)
         score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])
         names_asked = asked.kind == "title" and unit.kind in ("heading", "caption")  # a title restates by nature
-        if own_terms and question.novelty(own_terms) < 0.25 and not names_asked:
+        if _restates(question, own_terms) and not names_asked:
             score -= RESTATEMENT_PENALTY
         score *= 1.0 - RANK_DECAY * rank
         window = question.matched(own_terms | before | extra)
         out.append(Candidate(hit, rank, unit, own, window, score, frozenset(own_terms & question.weights.keys())))
     return out
+
+
+def _restates(question: QueryTerms, terms: set[str]) -> bool:
+    return bool(terms) and question.novelty(terms) < RESTATES
 
 
 def _named_row(question: QueryTerms, text: str, unit: Unit) -> float:

@@ -102,6 +102,10 @@ def test_prose_with_one_span_per_line_stays_sentences():
      "with the state attorneys general in November 1998. The MSA provided for $206 billion to be paid by the "
      "companies to the states. Other settlements followed later in the decade.",
      "The MSA provided for $206 billion"),
+    # the sentence after one that restates the question, not another block that names its topic
+    ("Which form should be attached when reporting scholarship and fellowship grants?",
+     "Scholarship and fellowship grants excluded\n\nScholarship and fellowship grants. Attach Form 1042-S or the "
+     "required statement.", "Attach Form 1042-S"),
     # the heading numbered as the question names it, not the sentence that names the number
     ("Comment s'intitule la section 1.4 du Guide du nouveau responsable Debian ?",
      "Si vous avez besoin d'aide sur l'empaquetage, veuillez consulter la section 1.4 du guide.\n\n"
