@@ -39,6 +39,11 @@ STOPWORDS_BY_LANGUAGE = {
         quién se sin son su sus un una y""".split()),
 }
 STOPWORDS = frozenset().union(*STOPWORDS_BY_LANGUAGE.values())
+# Words by which a question points at its source ("does the Octave manual mention", "according to the guide",
+# "laut Handbuch"): they name no topic of the answer, and a sentence that says "as mentioned above" or
+# "see the manual" holds them by chance.
+SOURCE_WORDS = frozenset("""manual manuals guide handbook paper mention mentions mentioned according manuel
+    mentionne mentionné selon handbuch laut gemäß erwähnt erwähnen""".split())
 # CJK question and function words, as the bigrams the sparse terms cut them into.
 CJK_STOP = frozenset("""什么 哪些 哪个 哪里 多少 怎么 怎样 如何 是否 为什 么是 么时 请问 可以 是什 的是 中的
     哪一 一个 这个 那个 有哪 有多 是多 什麼 們的 何が 何を 何で 何の 何か 何と 何年 何日 何時 どの どこ どれ
@@ -92,7 +97,7 @@ def query_language(text: str) -> str:
 
 @lru_cache(maxsize=200_000)
 def is_topic(term: str) -> bool:
-    if term in STOPWORDS or term in CJK_STOP or _KANA_ONLY.match(term):
+    if term in STOPWORDS or term in SOURCE_WORDS or term in CJK_STOP or _KANA_ONLY.match(term):
         return False
     return len(term) > 1 or not term.isascii()
 

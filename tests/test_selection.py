@@ -106,6 +106,10 @@ def test_prose_with_one_span_per_line_stays_sentences():
     ("Which form should be attached when reporting scholarship and fellowship grants?",
      "Scholarship and fellowship grants excluded\n\nScholarship and fellowship grants. Attach Form 1042-S or the "
      "required statement.", "Attach Form 1042-S"),
+    # the footnote that answers, not a sentence that shares the words by which the question points at its source
+    ("What informal name does the Octave manual mention for comma-separated lists?",
+     "As has been mentioned above, elements of a cell array can be extracted into comma separated lists.\n\n"
+     "1 Comma-separated lists are also sometimes informally referred to as cs-lists.", "cs-lists"),
     # the heading numbered as the question names it, not the sentence that names the number
     ("Comment s'intitule la section 1.4 du Guide du nouveau responsable Debian ?",
      "Si vous avez besoin d'aide sur l'empaquetage, veuillez consulter la section 1.4 du guide.\n\n"
