@@ -21,6 +21,7 @@ language the index can split, and does not trust the English embedder's cosine a
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from .lexical import QueryTerms, is_topic, language_of, stems
@@ -418,6 +419,51 @@ def _numbered(heading: str, number: str) -> bool:
     return re.match(rf"\s*#*\s*{re.escape(number)}\.?(\s|$)", heading) is not None
 
 
+# A footnote: a line that opens with its number ("1 Comma-separated lists...", "1http://...", "⁸ Vous...", not a
+# list's "1." or "2)") in the lower part of its page. It goes on about the sentence that carries its mark
+# ("...the Objective Caml reference manual1)"), often in another chunk, and inherits that sentence's match as a
+# unit inherits an introduction's.
+_FOOTNOTE = re.compile(r"\s*([1-9]\d?|[¹²³⁴⁵⁶⁷⁸⁹])(?![\d.)\]:,])")
+FOOT_OF_PAGE = 0.5
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _credit_footnotes(found: list[Candidate]) -> None:
+    """Each footnote's score gains the match of the sentence that cites it (same document and page)."""
+    by_page: dict[tuple[str, int], list[Candidate]] = {}
+    for c in found:
+        by_page.setdefault((c.hit.payload.get("document_id", ""), _page_top(c)[0]), []).append(c)
+    for c in found:
+        number = _footnote_number(c)
+        if not number:
+            continue
+        # glued to a word's end ("manual1)", "lists1 are"), not a name's digits ("Qwen2.5", "mp3s")
+        mark = re.compile(rf"(?<=[^\W\d_]){number}(?!\w|\.\d)|{number.translate(_SUPERSCRIPT)}")
+        cited = [o.own for o in by_page[(c.hit.payload.get("document_id", ""), _page_top(c)[0])]
+                 if o is not c and mark.search(o.text)]
+        if cited:
+            c.score += max(0.0, 1.0 - c.own) * NEIGHBOUR_AFTER_COLON * max(cited)
+
+
+def _footnote_number(c: Candidate) -> str:
+    """The number a footnote opens with, or "" for any other unit."""
+    text = c.hit.payload.get("text", "")
+    m = _FOOTNOTE.match(text, c.unit.start, c.unit.end) if c.unit.kind == "sentence" else None
+    line_start = text.rfind("\n", 0, c.unit.start) + 1
+    if not m or text[line_start:c.unit.start].strip(" ") or _page_top(c)[1] < FOOT_OF_PAGE:
+        return ""  # not at the start of a line (a footnote set in a code font is a line of a code block)
+    number = m.group(1)
+    return number if number.isascii() else str(unicodedata.digit(number))
+
+
+def _page_top(c: Candidate) -> tuple[int, float]:
+    """The page a unit starts on and the top of its first line (0..1)."""
+    for span in c.hit.payload.get("spans") or []:
+        if span["char_start"] <= c.unit.start < span["char_end"]:
+            return span["page"], span["bbox"][1]
+    return 0, 0.0
+
+
 def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     """Units of the top chunks, best first."""
     language = language_of(question)
@@ -426,6 +472,7 @@ def candidates(question: str, hits: list[Hit]) -> list[Candidate]:
     terms = QueryTerms(question, [r.terms for r in read] + below)
     asked = Asked.of(question)
     found = [c for rank, r in enumerate(read) for c in _score_chunk(terms, r, rank, asked)]
+    _credit_footnotes(found)
     found = [c for c in found if c.score > 0 or c.own > 0]
     found.sort(key=lambda c: (-c.score, c.rank, c.unit.start))  # ties broken the same way every time
     return found

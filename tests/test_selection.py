@@ -338,3 +338,29 @@ def test_the_english_embedder_counts_less_for_other_languages(embedder):
 def test_a_sentence_announcing_a_block_below_it_is_an_introduction():
     text = "The engines are listed below.\n\n| Engine | Language |\n| --- | --- |\n| ibus-hangul | Korean |"
     assert _first("Which engine is listed for Korean?", text) == "ibus-hangul | Korean"
+
+
+def _on_page(text: str, n: int, top: float) -> Hit:
+    """A chunk of one block on page 1, its lines from `top` down."""
+    lines, spans, pos = text.split("\n"), [], 0
+    for i, line in enumerate(lines):
+        spans.append({"page": 1, "bbox": [0.1, top + 0.02 * i, 0.9, top + 0.02 * i + 0.015],
+                      "char_start": pos, "char_end": pos + len(line)})
+        pos += len(line) + 1
+    hit = _hit(text, n)
+    hit.payload["spans"] = spans
+    return hit
+
+
+def test_a_footnote_inherits_the_match_of_the_sentence_that_carries_its_mark():
+    question = "Where is the Objective Caml reference manual available online?"
+    cited = _on_page("Camlidl generates stub code (as described in the Objective Caml reference manual1) from an IDL "
+                     "description of the C functions.", 0, 0.2)
+    other = _on_page("An up-to-date HTML version is always available for web browsing at "
+                     "https://stat.ethz.ch/R-manual/.", 1, 0.3)
+    footnote = _on_page("1http://caml.inria.fr/ocaml/htmlman/index.html", 2, 0.9)
+    first = selection.candidates(question, [cited, other, footnote])[0]
+    assert first.text.startswith("1http://caml.inria.fr")
+    # the same line high on the page is no footnote, and inherits nothing
+    not_a_footnote = _on_page("1http://caml.inria.fr/ocaml/htmlman/index.html", 2, 0.1)
+    assert not selection.candidates(question, [cited, other, not_a_footnote])[0].text.startswith("1http")
