@@ -114,6 +114,12 @@ _WEB = re.compile(r"\b(https?://|www\.)\S+|\b[\w-]+(\.[\w-]+)*\.(org|com|net|edu
 # A question for a person, and a person's name: two capitalised words, initials between them.
 _WANTS_PERSON = re.compile(r"^\W*(who|whom|by whom|qui|par qui|wer|von wem)\b|谁|誰が|누가|누구", re.IGNORECASE)
 _PERSON = re.compile(r"\b[A-Z][a-z]+(?: [A-Z]\.)* [A-Z][a-z]+\b")
+# A question for a reason, and a unit that gives one ("...was chosen for compatibility with matlab", "...ためです").
+_WANTS_REASON = re.compile(r"^\W*why\b|\bpourquoi\b|\b(warum|wieso|weshalb)\b|为什么|为何|なぜ|どうして|왜",
+                           re.IGNORECASE)
+_REASON = re.compile(r"\b(because|so that|in order to|due to|for (compatibility|the sake|this reason)|the reason|"
+                     r"parce que|afin (de|que)|pour que|weil|damit|aufgrund)\b|因为|由于|为了|以便|ため|ので|때문|위해",
+                     re.IGNORECASE)
 # Answer types an introduction holds as its own point ("...the tutorial written by Charles Staats:"); one that
 # introduces code or a table holds an option, a path or a figure only by the way.
 _SELF_EVIDENT = frozenset({"person", "email", "web"})
@@ -246,11 +252,12 @@ _HOLDS = {
     "clock": lambda raw, plain: _CLOCK.search(plain),
     "command": lambda raw, plain: _CODE.search(plain),
     "formula": lambda raw, plain: _FORMULA.search(plain),
+    "reason": lambda raw, plain: _REASON.search(plain),
 }
 # The kinds of answer a question asks for, the first that matches taken.
 _ASKS = (("formula", _WANTS_FORMULA), ("title", _WANTS_TITLE), ("command", _WANTS_COMMAND), ("email", _WANTS_EMAIL),
-         ("web", _WANTS_WEB), ("person", _WANTS_PERSON), ("amount", _WANTS_AMOUNT), ("clock", _WANTS_CLOCK),
-         ("time", _WANTS_TIME))
+         ("web", _WANTS_WEB), ("person", _WANTS_PERSON), ("reason", _WANTS_REASON), ("amount", _WANTS_AMOUNT),
+         ("clock", _WANTS_CLOCK), ("time", _WANTS_TIME))
 
 
 def _answer_type_bonus(kind: str, text: str) -> float:

@@ -110,6 +110,13 @@ def test_prose_with_one_span_per_line_stays_sentences():
     ("What informal name does the Octave manual mention for comma-separated lists?",
      "As has been mentioned above, elements of a cell array can be extracted into comma separated lists.\n\n"
      "1 Comma-separated lists are also sometimes informally referred to as cs-lists.", "cs-lists"),
+    # the unit that gives a reason, for a question for one
+    ("Why do Octave function files use the .m suffix?",
+     "Octave looks for function definitions in its load path.\n\n"
+     "The .m suffix was chosen for compatibility with matlab.", "chosen for compatibility"),
+    ("休暇のお知らせメールの件名に印を付けるのはなぜですか？",
+     "件名の先頭に [VAC] と付けたメールを送ります。\n\n"
+     "これは、休暇のメッセージを読みたくない人が簡単に振り分けるためです。", "振り分けるため"),
     # the heading numbered as the question names it, not the sentence that names the number
     ("Comment s'intitule la section 1.4 du Guide du nouveau responsable Debian ?",
      "Si vous avez besoin d'aide sur l'empaquetage, veuillez consulter la section 1.4 du guide.\n\n"
