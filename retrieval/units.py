@@ -67,6 +67,9 @@ def _ends_sentence(text: str, dot: int) -> bool:
     w = word.group(1).lower().rstrip(".")
     if w in ABBREVIATIONS:
         return False
+    line_start = text.rfind("\n", 0, word.start(1)) + 1
+    if w.replace(".", "").isdigit() and not text[line_start:word.start(1)].strip(_MARKUP_LEAD):
+        return False  # the number a line opens with: "6.2.2. Where do the code names come from?", "1. We apply..."
     return not (len(w) == 1 and w.isalpha())  # an initial: "S. Chapman"
 
 

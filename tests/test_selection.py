@@ -48,6 +48,12 @@ def test_korean_sentences_end_at_a_latin_full_stop_before_the_next_syllable():
                             "예를 들어 apache 패키지는 pool/main/a/apache/ 에 저장됩니다."]
 
 
+def test_the_number_a_line_opens_with_does_not_end_a_sentence():
+    text = "6.2.2. 코드명은 어디서 왔나요?\n1. We apply GRPO to olmOCR. It helps.\nSee section 2. Then stop."
+    assert _texts(text) == ["6.2.2. 코드명은 어디서 왔나요?", "1. We apply GRPO to olmOCR.", "It helps.",
+                            "See section 2.", "Then stop."]
+
+
 def test_a_table_row_is_one_unit_that_knows_its_header():
     text = "Intro sentence here.\n\n| INSTITUTION | DEGREE | YEAR |\n| --- | --- | --- |\n| MIT | PhD | 1999 |"
     cut = units(text)
