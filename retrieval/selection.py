@@ -437,28 +437,32 @@ _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def _credit_footnotes(found: list[Candidate]) -> None:
     """Each footnote's score gains the match of the sentence that cites it (same document and page)."""
-    by_page: dict[tuple[str, int], list[Candidate]] = {}
-    for c in found:
-        by_page.setdefault((c.hit.payload.get("document_id", ""), _page_top(c)[0]), []).append(c)
-    for c in found:
-        number = _footnote_number(c)
-        if not number:
-            continue
+    for c, number in [(c, n) for c in found if (n := _footnote_number(c))]:
         # glued to a word's end ("manual1)", "lists1 are"), not a name's digits ("Qwen2.5", "mp3s")
         mark = re.compile(rf"(?<=[^\W\d_]){number}(?!\w|\.\d)|{number.translate(_SUPERSCRIPT)}")
-        cited = [o.own for o in by_page[(c.hit.payload.get("document_id", ""), _page_top(c)[0])]
-                 if o is not c and mark.search(o.text)]
+        where = (c.hit.payload.get("document_id", ""), _page_top(c)[0])
+        cited = [o.own for o in found if o is not c and _marked(o, number, mark)
+                 and (o.hit.payload.get("document_id", ""), _page_top(o)[0]) == where]
         if cited:
             c.score += max(0.0, 1.0 - c.own) * NEIGHBOUR_AFTER_COLON * max(cited)
+
+
+def _marked(c: Candidate, number: str, mark: re.Pattern) -> bool:
+    """Whether the unit carries the footnote's mark (the plain search first: most units hold no such digit)."""
+    text, start, end = c.hit.payload.get("text", ""), c.unit.start, c.unit.end
+    if text.find(number, start, end) < 0 and text.find(number.translate(_SUPERSCRIPT), start, end) < 0:
+        return False
+    return mark.search(text, start, end) is not None
 
 
 def _footnote_number(c: Candidate) -> str:
     """The number a footnote opens with, or "" for any other unit."""
     text = c.hit.payload.get("text", "")
     m = _FOOTNOTE.match(text, c.unit.start, c.unit.end) if c.unit.kind == "sentence" else None
-    line_start = text.rfind("\n", 0, c.unit.start) + 1
-    if not m or text[line_start:c.unit.start].strip(" ") or _page_top(c)[1] < FOOT_OF_PAGE:
+    if not m or text[text.rfind("\n", 0, c.unit.start) + 1:c.unit.start].strip(" "):
         return ""  # not at the start of a line (a footnote set in a code font is a line of a code block)
+    if _page_top(c)[1] < FOOT_OF_PAGE:
+        return ""
     number = m.group(1)
     return number if number.isascii() else str(unicodedata.digit(number))
 
