@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from .lexical import QueryTerms, is_topic, language_of, stems
 from .store import Hit
-from .units import DIGIT, YEAR, Unit, units
+from .units import DIGIT, YEAR, Unit, opens_line, units
 
 # Chunks the store returns for the answer stage to rerank (the response keeps the top_k asked for).
 RERANK_DEPTH = 16
@@ -320,6 +320,7 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
     hit, cut, found = read.hit, read.cut, read.found
     text = hit.payload.get("text", "")
     share = [question.matched(f) for f in found]
+    restating = [_restates(question, f) for f in found]
     headers = {h: question.of(h) for h in {u.header for u in cut if u.header}}  # a table's rows share one
     out = []
     for i, unit in enumerate(cut):
@@ -331,8 +332,7 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         if unit.kind == "heading" and asked.section and _numbered(text[unit.start:unit.end], asked.section):
             own += NUMBERED_HEADING_BONUS  # "What is section 1.4 called?": the heading numbered 1.4
         lead = _lead(text, cut[i - 1], unit) if i > 0 and unit.kind != "header" else 0.0  # a header names, not answers
-        same_line = i > 0 and "\n" not in text[cut[i - 1].end:unit.start]
-        if lead == NEIGHBOUR_BEFORE and same_line and _restates(question, found[i - 1]):
+        if lead == NEIGHBOUR_BEFORE and restating[i - 1] and "\n" not in text[cut[i - 1].end:unit.start]:
             lead = NEIGHBOUR_AFTER_COLON  # the sentence after a restatement: "Scholarship grants. Attach Form 1042-S"
         before = found[i - 1] if lead else set()
         after = share[i + 1] if i + 1 < len(found) and cut[i + 1].block == unit.block else 0.0
@@ -348,7 +348,7 @@ def _score_chunk(question: QueryTerms, read: _Read, rank: int, asked: Asked) -> 
         score = own + max(0.0, 1.0 - own) * inherited + asked.bonus(text[unit.start:unit.end], unit.header, own)
         score += SAME_SCRIPT_BONUS * _same_script(question.raw_pairs, text[unit.start:unit.end])
         names_asked = asked.kind == "title" and unit.kind in ("heading", "caption")  # a title restates by nature
-        if _restates(question, own_terms) and not names_asked:
+        if restating[i] and not names_asked:
             score -= RESTATEMENT_PENALTY
         score *= 1.0 - RANK_DECAY * rank
         window = question.matched(own_terms | before | extra)
@@ -459,7 +459,7 @@ def _footnote_number(c: Candidate) -> str:
     """The number a footnote opens with, or "" for any other unit."""
     text = c.hit.payload.get("text", "")
     m = _FOOTNOTE.match(text, c.unit.start, c.unit.end) if c.unit.kind == "sentence" else None
-    if not m or text[text.rfind("\n", 0, c.unit.start) + 1:c.unit.start].strip(" "):
+    if not m or not opens_line(text, c.unit.start):
         return ""  # not at the start of a line (a footnote set in a code font is a line of a code block)
     if _page_top(c)[1] < FOOT_OF_PAGE:
         return ""

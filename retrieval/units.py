@@ -67,10 +67,17 @@ def _ends_sentence(text: str, dot: int) -> bool:
     w = word.group(1).lower().rstrip(".")
     if w in ABBREVIATIONS:
         return False
-    line_start = text.rfind("\n", 0, word.start(1)) + 1
-    if w.replace(".", "").isdigit() and not text[line_start:word.start(1)].strip(_MARKUP_LEAD):
+    if w.replace(".", "").isdigit() and opens_line(text, word.start(1), _MARKUP_LEAD):
         return False  # the number a line opens with: "6.2.2. Where do the code names come from?", "1. We apply..."
     return not (len(w) == 1 and w.isalpha())  # an initial: "S. Chapman"
+
+
+def opens_line(text: str, pos: int, lead: str = " ") -> bool:
+    """Whether only `lead` characters (spaces; markup) stand between the start of pos's line and pos. It looks
+    back over those alone, not over the whole line: a paragraph is one long line."""
+    while pos > 0 and text[pos - 1] in lead:
+        pos -= 1
+    return pos == 0 or text[pos - 1] == "\n"
 
 
 def _trimmed(text: str, s: int, e: int) -> tuple[int, int]:
